@@ -1,0 +1,3 @@
+"""Top-level pytest configuration: load the harness plugin (markers, grids, global state)."""
+
+pytest_plugins = ("harness.pytest_plugin",)

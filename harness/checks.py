@@ -1,0 +1,95 @@
+"""The checks the test modules run on a cell; each raises a :class:`HarnessError` naming what failed."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from typing import Iterator, Optional
+
+import pytest
+import torch
+
+from harness.compare import Comparison, assert_close
+from harness.errors import BatchingRuleFallback, HarnessError, MethodFailed, MethodUnavailable, UnexpectedFailure
+from harness.grid import Cell
+from harness.models import get_model
+from harness.oracle import batch_gradient, oracle
+from harness.runner import describe, run_method
+from harness.support import ExpectedFailure
+from harness.tolerances import tolerance_for
+
+_FALLBACK = re.compile(r"There is a performance drop because we have not yet implemented the batching rule for (\S+?)\.?\s")
+
+
+@contextlib.contextmanager
+def as_expected(row: Optional[ExpectedFailure]) -> Iterator[None]:
+    """Let a failure through as the expected one only if it matches the support-matrix row's error."""
+    try:
+        yield
+    except HarnessError as exc:
+        if row is not None and not re.search(row.error, str(exc)):
+            raise UnexpectedFailure(
+                f"expected the support-matrix failure /{row.error}/ ({row.reason}), but got: {exc}"
+            ) from exc
+        raise
+
+
+def _tolerance(cell: Cell):
+    return tolerance_for(cell.precision, smooth=get_model(cell.model).smooth)
+
+
+def _run(cell: Cell):
+    case = cell.build()
+    try:
+        return case, run_method(cell.method, case)
+    except MethodUnavailable as exc:
+        pytest.skip(f"method {cell.method!r} is unavailable here: {exc}")
+
+
+def check_oracle(cell: Cell) -> Comparison:
+    """The method's per-sample gradients are within the tolerance table's bound of the float64 oracle."""
+    __tracebackhide__ = True
+    with as_expected(cell.expected):
+        case, result = _run(cell)
+        reference = oracle(case.model_name, case.batch_size, case.seed)
+        return assert_close(result, reference, _tolerance(cell), describe(cell.method, case))
+
+
+def check_sum(cell: Cell) -> Comparison:
+    """With a sum-reduced loss, the per-sample gradients add up to the ordinary batch gradient."""
+    __tracebackhide__ = True
+    with as_expected(cell.expected):
+        case, result = _run(cell)
+        summed = {name: g.sum(dim=0, keepdim=True) for name, g in result.items()}
+        batch = {name: g.unsqueeze(0) for name, g in batch_gradient(case.model_name, case.batch_size, case.seed).items()}
+        where = f"{describe(cell.method, case)}, summed over the batch,"
+        return assert_close(summed, batch, _tolerance(cell), where)
+
+
+def check_batching_rules(cell: Cell) -> None:
+    """vmap runs the model without falling back to the slow per-sample path for any operator."""
+    __tracebackhide__ = True
+    from torch._C._functorch import _set_vmap_fallback_warning_enabled
+
+    with as_expected(cell.expected):
+        case = cell.build()
+        _set_vmap_fallback_warning_enabled(True)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", message="There is a performance drop")
+                run_method("vmap", case)
+        except MethodFailed as exc:
+            match = _FALLBACK.search(str(exc) + " ")
+            if match is None:
+                raise
+            raise BatchingRuleFallback(
+                f"vmap on {case.id} fell back to the slow per-sample path: no batching rule for {match.group(1)}"
+            ) from None
+        finally:
+            _set_vmap_fallback_warning_enabled(False)
+
+
+def device_available(device: str) -> bool:
+    """Whether tensors can be put on ``device`` here."""
+    return device == "cpu" or (device == "cuda" and torch.cuda.is_available())

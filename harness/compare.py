@@ -1,0 +1,162 @@
+"""Checks of a method's result: its structure, its distance to a reference, the model it leaves.
+
+Distances are norm-wise per sample and per parameter: ``||g - g*|| <= atol + rtol * ||g*||``
+(DESIGN.md), and a failure reports the worst (parameter, sample, abs, rel) against its bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from harness.errors import MethodLeftState, MethodOutputError, ToleranceError
+from harness.tolerances import Tolerance
+
+
+def check_structure(result: Any, model: nn.Module, batch_size: int, where: str) -> dict[str, torch.Tensor]:
+    """Check names, shapes ``(B, *param.shape)`` and finiteness; return the result as a dict.
+
+    ``where`` names the method and case (e.g. ``"method 'vmap' on cpu-float64-mlp-B7"``).
+    """
+    __tracebackhide__ = True
+    if not isinstance(result, Mapping):
+        raise MethodOutputError(
+            f"{where} returned a {type(result).__name__}, expected a dict of parameter name -> tensor"
+        )
+    params = dict(model.named_parameters())
+    missing = [n for n in params if n not in result]
+    if missing:
+        raise MethodOutputError(f"{where} returned no gradient for {', '.join(missing)}")
+    extra = [str(n) for n in result if n not in params]
+    if extra:
+        raise MethodOutputError(
+            f"{where} returned gradients for names that are not parameters of the model: {', '.join(extra)}"
+        )
+    for name, p in params.items():
+        g = result[name]
+        if not isinstance(g, torch.Tensor):
+            raise MethodOutputError(f"{where} returned a {type(g).__name__} for {name}, expected a tensor")
+        expected = (batch_size, *p.shape)
+        if tuple(g.shape) != expected:
+            raise MethodOutputError(
+                f"{where} returned shape {tuple(g.shape)} for {name}, expected {expected} (B, *param.shape)"
+            )
+        bad = ~torch.isfinite(g.detach()).reshape(batch_size, -1).all(dim=1)
+        if bad.any():
+            samples = bad.nonzero().flatten().tolist()
+            raise MethodOutputError(f"{where} returned non-finite values for {name} at samples {samples[:10]}")
+    return {name: result[name] for name in params}
+
+
+@dataclass(frozen=True)
+class Worst:
+    """The (parameter, sample) farthest from the reference, relative to its bound."""
+
+    param: str
+    sample: int
+    abs_err: float
+    rel_err: float
+    ref_norm: float
+    bound: float
+
+    @property
+    def ratio(self) -> float:
+        """Error over bound: above 1 fails."""
+        return self.abs_err / self.bound if self.bound > 0 else float("inf") * (self.abs_err > 0)
+
+    def __str__(self) -> str:
+        return (
+            f"worst at {self.param}, sample {self.sample}: ||g - g*|| = {self.abs_err:.3e} "
+            f"(relative {self.rel_err:.3e}, ||g*|| = {self.ref_norm:.3e}) > bound {self.bound:.3e}"
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Result of a norm-wise comparison: the worst entry and the largest relative error seen."""
+
+    worst: Worst
+    max_rel_err: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether every (parameter, sample) is within its bound."""
+        return self.worst.ratio <= 1.0
+
+
+def compare(result: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], tol: Tolerance) -> Comparison:
+    """Norm-wise distance of ``result`` to ``reference`` for each parameter and sample, in float64."""
+    worst: Worst | None = None
+    max_rel = 0.0
+    for name, ref in reference.items():
+        ref = ref.detach().to("cpu", torch.float64)
+        got = result[name].detach().to("cpu", torch.float64)
+        n = ref.shape[0]
+        ref_norm = ref.reshape(n, -1).norm(dim=1)
+        abs_err = (got - ref).reshape(n, -1).norm(dim=1)
+        bound = tol.atol + tol.rtol * ref_norm
+        rel = abs_err / ref_norm.clamp_min(torch.finfo(torch.float64).tiny)
+        max_rel = max(max_rel, float(rel.max()))
+        i = int((abs_err / bound).argmax())
+        candidate = Worst(name, i, float(abs_err[i]), float(rel[i]), float(ref_norm[i]), float(bound[i]))
+        if worst is None or candidate.ratio > worst.ratio:
+            worst = candidate
+    if worst is None:
+        raise ValueError("reference holds no parameters")
+    return Comparison(worst, max_rel)
+
+
+def assert_close(
+    result: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], tol: Tolerance, where: str
+) -> Comparison:
+    """Raise :class:`ToleranceError` naming the worst (parameter, sample) if any is out of bounds."""
+    __tracebackhide__ = True
+    comparison = compare(result, reference, tol)
+    if not comparison.ok:
+        raise ToleranceError(f"{where} differs from the reference: {comparison.worst} ({tol})")
+    return comparison
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What a method must leave unchanged: parameter values, mode, hook counts, grads, attributes."""
+
+    values: dict[str, torch.Tensor]
+    training: tuple[bool, ...]
+    hooks: tuple[int, ...]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "ModelState":
+        """Snapshot ``model``."""
+        return cls(
+            values={n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()},
+            training=tuple(m.training for m in model.modules()),
+            hooks=tuple(len(getattr(m, h)) for m in model.modules() for h in _HOOK_DICTS),
+        )
+
+    def check_unchanged(self, model: nn.Module, where: str) -> None:
+        """Raise :class:`MethodLeftState` saying what ``model`` carries that it did not before."""
+        __tracebackhide__ = True
+        problems = []
+        with_grad = [n for n, p in model.named_parameters() if p.grad is not None]
+        if with_grad:
+            problems.append(f".grad set on {', '.join(with_grad)}")
+        attrs = sorted({a for p in model.parameters() for a in vars(p)})
+        if attrs:
+            problems.append(f"attributes {', '.join(attrs)} on parameters")
+        if tuple(len(getattr(m, h)) for m in model.modules() for h in _HOOK_DICTS) != self.hooks:
+            problems.append("hooks added or removed")
+        if tuple(m.training for m in model.modules()) != self.training:
+            problems.append("train/eval mode changed")
+        now = model.state_dict(keep_vars=True)
+        changed = [n for n, v in self.values.items() if n not in now or not torch.equal(now[n].detach(), v)]
+        if changed:
+            problems.append(f"values changed: {', '.join(changed)}")
+        if problems:
+            raise MethodLeftState(f"{where} left state behind on the model: {'; '.join(problems)}")

@@ -1,0 +1,36 @@
+"""The errors the harness raises: each names the method, the case and what is wrong."""
+
+
+class HarnessError(AssertionError):
+    """Base of every check failure the harness reports (an AssertionError, so pytest shows it as one)."""
+
+
+class MethodFailed(HarnessError):
+    """The method raised while computing per-sample gradients."""
+
+
+class MethodOutputError(HarnessError):
+    """The method returned the wrong names, shapes or non-finite values."""
+
+
+class MethodLeftState(HarnessError):
+    """The method left hooks, ``.grad``, ``grad_sample`` or changed values behind on the model."""
+
+
+class ToleranceError(HarnessError):
+    """The method's per-sample gradients are farther from the reference than the bound allows."""
+
+
+class MethodUnavailable(Exception):
+    """The method cannot run in this environment (for example, a missing package); the test is skipped."""
+
+
+class BatchingRuleFallback(HarnessError):
+    """vmap fell back to the slow per-sample path for an operator with no batching rule."""
+
+
+class UnexpectedFailure(AssertionError):
+    """A cell the support matrix expects to fail failed, but not in the way the matrix says.
+
+    Deliberately not a :class:`HarnessError`, so the strict xfail does not swallow it.
+    """

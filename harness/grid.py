@@ -1,0 +1,97 @@
+"""The grids of cells the tests are parametrized over: method x model x batch x precision x device.
+
+A cell is plain data; the pytest plugin turns each into a ``pytest.param`` with its id,
+its ``cuda``/``slow`` markers and, from the support matrix, its strict xfail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from harness.case import Case, build_case, case_id
+from harness.methods import METHODS
+from harness.models import MODELS
+from harness.precision import PRECISIONS
+from harness.support import ExpectedFailure, expected_failure
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One parametrization: a case, and the method to run on it (None for model-only checks)."""
+
+    model: str
+    batch_size: int
+    precision: str
+    device: str
+    method: Optional[str] = None
+    loss_reduction: str = "mean"
+    check: str = "grads"
+    slow: bool = False
+
+    @property
+    def id(self) -> str:
+        """``cpu-float64-simple_cnn-B7-vmap``: the case id, then the method."""
+        base = case_id(self.device, self.precision, self.model, self.batch_size, self.loss_reduction)
+        return f"{base}-{self.method}" if self.method else base
+
+    @property
+    def expected(self) -> Optional[ExpectedFailure]:
+        """The support-matrix row for this cell, if it is expected to fail."""
+        method = self.method or "vmap"
+        return expected_failure(method, self.model, self.precision, self.device, self.check)
+
+    def build(self) -> Case:
+        """Build the cell's case."""
+        return build_case(self.model, self.batch_size, self.precision, self.device, self.loss_reduction)
+
+
+def _devices_for(precision: str) -> tuple[str, ...]:
+    return tuple(d for d in DEVICES if d in PRECISIONS[precision].devices)
+
+
+def oracle_cells() -> Iterator[Cell]:
+    """Every method on every model, batch size, precision and device; sum reduction in float64.
+
+    The method varies fastest, so the cached oracle of a case is reused before it is evicted.
+    """
+    for model, spec in MODELS.items():
+        sizes = [(b, False) for b in spec.batch_sizes] + [(b, True) for b in spec.slow_batch_sizes]
+        odd = next((b for b in spec.batch_sizes if b % 2 == 1 and b > 1), None)
+        for batch_size, slow in sizes:
+            for precision in PRECISIONS:
+                reductions = ("mean", "sum") if precision == "float64" and batch_size == odd else ("mean",)
+                for device in _devices_for(precision):
+                    for reduction in reductions:
+                        for method in METHODS:
+                            yield Cell(model, batch_size, precision, device, method, reduction, slow=slow)
+
+
+def sum_cells() -> Iterator[Cell]:
+    """The sum check: per-sample gradients of a sum-reduced loss add up to the batch gradient.
+
+    It needs no loop, so it also covers each model's largest (slow) batch size.
+    """
+    for model, spec in MODELS.items():
+        sizes = [(max(spec.batch_sizes), False)] + [(b, True) for b in spec.slow_batch_sizes]
+        for batch_size, slow in sizes:
+            for device in DEVICES:
+                for method in METHODS:
+                    yield Cell(model, batch_size, "float32", device, method, "sum", slow=slow)
+
+
+def batching_rule_cells() -> Iterator[Cell]:
+    """One vmap run per model and device, with the slow per-sample fallback turned into an error."""
+    for model, spec in MODELS.items():
+        for device in DEVICES:
+            yield Cell(model, max(spec.batch_sizes), "float32", device, check="batching-rule")
+
+
+#: The fixture names the plugin parametrizes, and the grid each one draws from.
+GRIDS = {
+    "oracle_cell": oracle_cells,
+    "sum_cell": sum_cells,
+    "batching_rule_cell": batching_rule_cells,
+}

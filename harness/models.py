@@ -1,0 +1,235 @@
+"""The model zoo: every model the harness checks, kept as data.
+
+Each entry says how to build the module and how to draw a batch of inputs and targets
+from a seeded generator (the BackPACK style of test problems as dicts of functions).
+Parameters are initialised and inputs drawn in float32 on the CPU, then cast, so the
+float64 oracle and a float32 case see exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one model of the zoo and a batch for it."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    make_batch: Callable[[int, torch.Generator], Batch]
+    loss: Callable[..., torch.Tensor] = F.cross_entropy
+    batch_sizes: tuple[int, ...] = (1, 7)
+    slow_batch_sizes: tuple[int, ...] = ()
+    train_mode: bool = True
+    smooth: bool = False
+    description: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add a model to the zoo; refuse to shadow an existing name unless ``replace``."""
+    if spec.name in MODELS and not replace:
+        raise ValueError(f"model {spec.name!r} is already registered (pass replace=True to swap it)")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def get_model(name: str) -> ModelSpec:
+    """The spec registered under ``name``, or a clear error listing the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+
+
+def images(channels: int, size: int, classes: int = 10) -> Callable[[int, torch.Generator], Batch]:
+    """A batch maker for image classifiers: standard normal pixels, uniform class labels."""
+
+    def make(batch_size: int, gen: torch.Generator) -> Batch:
+        x = torch.randn(batch_size, channels, size, size, generator=gen)
+        y = torch.randint(classes, (batch_size,), generator=gen)
+        return x, y
+
+    return make
+
+
+def vectors(*shape: int, classes: int = 10) -> Callable[[int, torch.Generator], Batch]:
+    """A batch maker for inputs of shape ``(B, *shape)`` with class labels."""
+
+    def make(batch_size: int, gen: torch.Generator) -> Batch:
+        x = torch.randn(batch_size, *shape, generator=gen)
+        y = torch.randint(classes, (batch_size,), generator=gen)
+        return x, y
+
+    return make
+
+
+def tokens(vocab: int, length: int, classes: int) -> Callable[[int, torch.Generator], Batch]:
+    """A batch maker for text classifiers: token ids and class labels."""
+
+    def make(batch_size: int, gen: torch.Generator) -> Batch:
+        x = torch.randint(vocab, (batch_size, length), generator=gen)
+        y = torch.randint(classes, (batch_size,), generator=gen)
+        return x, y
+
+    return make
+
+
+class SimpleCNN(nn.Module):
+    """The seeds' SimpleCNN, including its quirk: it returns the logits (``output = x``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        return self.fc2(x)
+
+
+def resnet18_gn() -> nn.Module:
+    """torchvision's resnet18 with BatchNorm replaced by GroupNorm by Opacus' own fixer."""
+    from opacus.validators import ModuleValidator
+    from torchvision.models import resnet18
+
+    return ModuleValidator.fix(resnet18(num_classes=10))
+
+
+def _basic_block_out_of_place(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``BasicBlock.forward`` with the residual add and ReLU out of place."""
+    out = self.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    identity = x if self.downsample is None else self.downsample(x)
+    return self.relu(out + identity)
+
+
+def resnet18_gn_no_inplace() -> nn.Module:
+    """resnet18_gn without in-place ops on module outputs, which Opacus' backward hooks forbid.
+
+    Switching ReLU's ``inplace`` off is not enough: ``BasicBlock`` also does ``out += identity``
+    on the GroupNorm output, which raises the same error. Each block's forward is replaced.
+    """
+    from torchvision.models.resnet import BasicBlock
+
+    model = resnet18_gn()
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+        if isinstance(module, BasicBlock):
+            module.forward = types.MethodType(_basic_block_out_of_place, module)
+    return model
+
+
+class TextLSTM(nn.Module):
+    """Embedding + LSTM text classifier reading the last hidden state."""
+
+    def __init__(self, vocab: int = 50, embed: int = 8, hidden: int = 12, classes: int = 4) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(x))
+        return self.fc(out[:, -1])
+
+
+class TinyTransformer(nn.Module):
+    """One Transformer encoder layer (no dropout) with mean pooling and a linear head."""
+
+    def __init__(self, d_model: int = 16, classes: int = 4) -> None:
+        super().__init__()
+        self.encoder = nn.TransformerEncoderLayer(
+            d_model, nhead=2, dim_feedforward=32, dropout=0.0, batch_first=True
+        )
+        self.fc = nn.Linear(d_model, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.encoder(x).mean(dim=1))
+
+
+def bn_eval_cnn() -> nn.Module:
+    """A small CNN whose BatchNorm uses running statistics (eval mode), made non-trivial."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 10),
+    )
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+for _spec in (
+    ModelSpec(
+        "simple_cnn", SimpleCNN, images(1, 28), loss=F.nll_loss, batch_sizes=(1, 7, 64),
+        description="the seeds' SimpleCNN (1x28x28, ReLU, max-pool), nll_loss on raw logits",
+    ),
+    ModelSpec(
+        "resnet18_gn", resnet18_gn, images(3, 32), batch_sizes=(1, 3), slow_batch_sizes=(128,),
+        description="torchvision resnet18, BatchNorm->GroupNorm by Opacus' ModuleValidator.fix",
+    ),
+    ModelSpec(
+        "resnet18_gn_noinplace", resnet18_gn_no_inplace, images(3, 32),
+        batch_sizes=(1, 3), slow_batch_sizes=(128,),
+        description="resnet18_gn with ReLU and residual adds out of place (what Opacus' hooks accept)",
+    ),
+    ModelSpec(
+        "mlp", lambda: nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)),
+        vectors(20), description="three Linear layers with ReLU",
+    ),
+    ModelSpec(
+        "smooth_cnn",
+        lambda: nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Conv2d(8, 8, 3), nn.Tanh(), nn.AvgPool2d(2),
+            nn.Flatten(), nn.Linear(8 * 2 * 2, 10),
+        ),
+        images(3, 14), smooth=True, description="tanh and average pooling: no kinks",
+    ),
+    ModelSpec(
+        "lstm_text", TextLSTM, tokens(vocab=50, length=10, classes=4),
+        description="Embedding(50, 8) + LSTM(8, 12) + Linear on the last step",
+    ),
+    ModelSpec(
+        "transformer", TinyTransformer, vectors(6, 16, classes=4), smooth=True,
+        description="one TransformerEncoderLayer (d_model 16, 2 heads, no dropout), mean-pooled",
+    ),
+    ModelSpec(
+        "conv1d",
+        lambda: nn.Sequential(
+            nn.Conv1d(4, 8, 5), nn.ReLU(), nn.Conv1d(8, 8, 3, stride=2, groups=2), nn.ReLU(),
+            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 5),
+        ),
+        vectors(4, 24, classes=5), description="two Conv1d layers (one grouped, strided)",
+    ),
+    ModelSpec(
+        "bn_eval", bn_eval_cnn, images(3, 8), train_mode=False,
+        description="Conv2d + BatchNorm2d in eval mode (running statistics) + Linear",
+    ),
+):
+    register_model(_spec)

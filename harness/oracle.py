@@ -1,0 +1,30 @@
+"""The source of truth: the loop in float64 on the CPU, computed once per case and cached."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from harness.case import build_case
+from harness.methods import loop_grads
+
+
+@functools.lru_cache(maxsize=3)
+def oracle(model: str, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Per-sample gradients of ``model`` on its seeded batch, by the float64 CPU loop.
+
+    The per-sample gradient does not depend on the loss reduction (it is the loss of a batch
+    of one), so one oracle serves every precision, device and reduction of the case.
+    Callers must not modify the returned tensors.
+    """
+    case = build_case(model, batch_size, precision="float64", device="cpu", seed=seed)
+    return {name: g.detach() for name, g in loop_grads(case).items()}
+
+
+def batch_gradient(model: str, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The ordinary gradient of the sum-reduced batch loss, in float64 on the CPU."""
+    case = build_case(model, batch_size, precision="float64", device="cpu", loss_reduction="sum", seed=seed)
+    names, params = zip(*case.model.named_parameters())
+    loss = case.loss_fn(case.model(case.inputs), case.targets)
+    return dict(zip(names, torch.autograd.grad(loss, params)))

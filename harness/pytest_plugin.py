@@ -1,0 +1,88 @@
+"""pytest plugin: markers, parametrization from the registries, selection and global state.
+
+Loaded by the top-level ``conftest.py``. Parametrization happens at collection, after
+plugins given with ``-p`` have registered their methods, so those run through every grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Iterator
+
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.grid import GRIDS, Cell
+from harness.precision import set_tf32, tf32_flags
+
+MARKERS = {
+    "cuda": "runs on a CUDA device (skipped with a reason where there is none)",
+    "slow": "heavy case (big model or batch); left out unless -m selects slow",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _param(cell: Cell):
+    marks = []
+    if cell.device == "cuda":
+        marks += [
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine"),
+        ]
+    if cell.slow:
+        marks.append(pytest.mark.slow)
+    row = cell.expected
+    if row is not None:
+        marks.append(pytest.mark.xfail(strict=True, raises=HarnessError, reason=row.describe()))
+    return pytest.param(cell, id=cell.id, marks=marks)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for name, grid in GRIDS.items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, [_param(cell) for cell in grid()])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave ``slow`` items out unless the ``-m`` expression names them."""
+    if re.search(r"\bslow\b", config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+@contextlib.contextmanager
+def restored_global_state(seed: int = 0) -> Iterator[None]:
+    """Seed the RNGs, and afterwards restore everything a test may change in torch's globals."""
+    dtype = torch.get_default_dtype()
+    tf32 = tf32_flags()
+    matmul_precision = torch.get_float32_matmul_precision()
+    deterministic = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        set_tf32(*tf32)
+        torch.set_float32_matmul_precision(matmul_precision)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+@pytest.fixture(autouse=True)
+def _global_torch_state() -> Iterator[None]:
+    """Every test starts from seed 0 and leaves torch's global state as it found it."""
+    with restored_global_state():
+        yield

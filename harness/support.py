@@ -1,0 +1,180 @@
+"""The support matrix: which method is expected to fail on which case, and why.
+
+Every expected failure of the suite lives here and nowhere else. Each entry becomes a
+strict xfail: the failure must happen, and must match ``error`` (a different failure is a
+real failure), so a fix upstream shows as XPASS and the entry is then narrowed or removed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+#: What a check does with a method: ``grads`` runs it and compares its per-sample gradients;
+#: ``batching-rule`` runs vmap with the slow-fallback warning turned into an error;
+#: ``seed-allclose`` is a seed document's own element-wise ``allclose`` claim against the loop.
+CHECKS = ("grads", "batching-rule", "seed-allclose")
+
+_OPACUS = ("opacus-hooks", "opacus-functorch")
+_EXPANDED_WEIGHTS = ("opacus-ew", "expanded-weights")
+_VMAP_FAMILY = ("vmap", "vmap-chunked", "functorch")
+
+
+@dataclass(frozen=True)
+class ExpectedFailure:
+    """One row: patterns (fnmatch) for method, model, precision, device, and a torch version range."""
+
+    methods: tuple[str, ...]
+    models: tuple[str, ...]
+    error: str
+    reason: str
+    link: str = ""
+    precisions: tuple[str, ...] = ("*",)
+    devices: tuple[str, ...] = ("*",)
+    torch: str = ""
+    check: str = "grads"
+
+    def applies(self, method: str, model: str, precision: str, device: str, check: str, torch_version: str) -> bool:
+        """Whether this row covers the cell."""
+
+        def hit(value: str, patterns: tuple[str, ...]) -> bool:
+            return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+        return (
+            check == self.check
+            and hit(method, self.methods)
+            and hit(model, self.models)
+            and hit(precision, self.precisions)
+            and hit(device, self.devices)
+            and Version(Version(torch_version).base_version) in SpecifierSet(self.torch)
+        )
+
+    def describe(self) -> str:
+        """Reason and link, as shown in the xfail."""
+        return f"{self.reason} ({self.link})" if self.link else self.reason
+
+
+SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
+    ExpectedFailure(
+        methods=_OPACUS,
+        models=("resnet18_gn",),
+        error="Output 0 of BackwardHookFunction is a view and is being modified inplace",
+        reason=(
+            "Opacus wraps modules in full backward hooks; torchvision's BasicBlock modifies hooked "
+            "outputs in place (ReLU(inplace=True) and `out += identity` on the GroupNorm output). "
+            "Seen on torch 2.6, 2.14, 2.15; resnet18_gn_noinplace is the same model without them"
+        ),
+        link="https://github.com/pytorch/pytorch/issues/61519",
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=_VMAP_FAMILY + _OPACUS,
+        models=("lstm_text",),
+        precisions=("float64",),
+        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+        reason=(
+            "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
+            "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
+        ),
+        devices=("cpu",),
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=_OPACUS,
+        models=("lstm_text",),
+        precisions=("float32", "tf32"),
+        error="only integer tensors of a single element can be converted to an index",
+        reason=(
+            "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
+            "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
+        ),
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=_OPACUS,
+        models=("transformer",),
+        error=r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
+        reason=(
+            "Opacus' functorch fallback (no grad sampler for nn.MultiheadAttention) calls the module "
+            "with its first input only; Opacus expects its DPMultiheadAttention"
+        ),
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=_EXPANDED_WEIGHTS,
+        models=("transformer",),
+        error="Expanded Weights encountered but cannot handle function multi_head_attention_forward",
+        reason="ExpandedWeights has no rule for multi_head_attention_forward",
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=_OPACUS,
+        models=("bn_eval",),
+        error="Model contains a trainable layer with buffers",
+        reason="Opacus' validation rejects BatchNorm (a trainable layer with buffers), even in eval mode",
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=_EXPANDED_WEIGHTS,
+        models=("bn_eval",),
+        error="Expanded Weights encountered but cannot handle function batch_norm",
+        reason="ExpandedWeights has no rule for batch_norm, even with running statistics",
+        torch=">=2.6",
+    ),
+    ExpectedFailure(
+        methods=("vmap",),
+        models=("lstm_text",),
+        check="batching-rule",
+        error=r"no batching rule for aten::mkldnn_rnn_layer",
+        reason="vmap has no batching rule for the CPU (oneDNN) LSTM kernel and loops over samples",
+        devices=("cpu",),
+        torch=">=2.14",
+    ),
+    ExpectedFailure(
+        methods=("vmap",),
+        models=("transformer",),
+        check="batching-rule",
+        error=r"no batching rule for aten::_scaled_dot_product_flash_attention_for_cpu",
+        reason="vmap has no batching rule for the CPU flash-attention kernel behind scaled_dot_product_attention",
+        devices=("cpu",),
+        torch=">=2.14",
+    ),
+    ExpectedFailure(
+        methods=("functorch",),
+        models=("simple_cnn",),
+        check="seed-allclose",
+        precisions=("float32",),
+        devices=("cpu",),
+        error=r"beyond atol=(1e-06|0\.001),",
+        reason=(
+            "seeds 000/002 compare the float32 loop and vmap element-wise (atol 1e-6, 1e-3): on the CPU "
+            "a few ReLU/max-pool kinks take different branches in the batched and the per-sample "
+            "convolution, moving single elements by up to 3e-3; both agree with the float64 oracle "
+            "norm-wise. Seed 001's atol 3e-3 passes (by a hair: 2.98e-3 was measured)"
+        ),
+        torch=">=2.14",
+    ),
+)
+
+
+def expected_failure(
+    method: str,
+    model: str,
+    precision: str,
+    device: str,
+    check: str = "grads",
+    torch_version: Optional[str] = None,
+) -> Optional[ExpectedFailure]:
+    """The support-matrix row covering this cell, or None if every check must pass."""
+    if check not in CHECKS:
+        raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
+    version = torch_version or torch.__version__
+    for row in SUPPORT_MATRIX:
+        if row.applies(method, model, precision, device, check, version):
+            return row
+    return None

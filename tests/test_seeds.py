@@ -1,0 +1,185 @@
+"""The seed documents' correctness claims, reproduced on today's APIs (see ../shared/seeds/README.md).
+
+Each seed builds SimpleCNN (or ResNet18 with GroupNorm) from ``torch.manual_seed(0)``, draws a
+batch with the global RNG, and compares a fast method to the loop element-wise with its own
+tolerance. Seeds ran on CUDA; these run on the CPU (the ``cuda`` variants on a GPU box).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+from harness.checks import as_expected
+from harness.compare import compare
+from harness.errors import HarnessError, ToleranceError
+from harness.models import SimpleCNN, resnet18_gn, resnet18_gn_no_inplace
+from harness.support import expected_failure
+from harness.tolerances import tolerance_for
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")],
+    ),
+]
+
+
+def seed_setup(device: str, batch_size: int = 64):
+    """The tutorials' set-up: seed 0, SimpleCNN, a random MNIST-sized batch."""
+    torch.manual_seed(0)
+    model = SimpleCNN().to(device)
+    data = torch.randn(batch_size, 1, 28, 28, device=device)
+    targets = torch.randint(10, (batch_size,), device=device)
+    return model, data, targets
+
+
+def tutorial_loop(model, data, targets, loss_fn=F.nll_loss):
+    """The tutorials' ``compute_sample_grads``: one forward and ``autograd.grad`` per sample."""
+    params = list(model.parameters())
+    grads = [
+        torch.autograd.grad(loss_fn(model(data[i : i + 1]), targets[i : i + 1]), params) for i in range(len(data))
+    ]
+    return [torch.stack(shards) for shards in zip(*grads)]
+
+
+def legacy_functorch_grads(model, data, targets, loss_fn=F.nll_loss):
+    """Seeds 000/002: ``functorch.make_functional_with_buffers`` + ``vmap(grad)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        functorch = pytest.importorskip("functorch", reason="the installed torch has no functorch API")
+        fmodel, params, buffers = functorch.make_functional_with_buffers(model)
+
+        def compute_loss(params, buffers, sample, target):
+            return loss_fn(fmodel(params, buffers, sample.unsqueeze(0)), target.unsqueeze(0))
+
+        return functorch.vmap(functorch.grad(compute_loss), in_dims=(None, None, 0, 0))(params, buffers, data, targets)
+
+
+def torch_func_grads(model, data, targets, loss_fn=F.nll_loss):
+    """Seed 001: ``functional_call`` + ``vmap(grad)`` from ``torch.func``."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def compute_loss(params, buffers, sample, target):
+        return loss_fn(functional_call(model, (params, buffers), (sample.unsqueeze(0),)), target.unsqueeze(0))
+
+    return list(vmap(grad(compute_loss), in_dims=(None, None, 0, 0))(params, buffers, data, targets).values())
+
+
+def check_seed_claim(request, method: str, device: str, fast, *, atol: float, rtol: float) -> None:
+    """A seed's claim: its fast method matches its loop element-wise at its own tolerance.
+
+    Where the support matrix says the claim does not hold here, the test is a strict xfail;
+    either way the fast method must match the float64 oracle within the tolerance table.
+    """
+    row = expected_failure(method, "simple_cnn", "float32", device, check="seed-allclose")
+    if row is not None:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=HarnessError, reason=row.describe()))
+    model, data, targets = seed_setup(device)
+    names = [name for name, _ in model.named_parameters()]
+    result = [g.detach() for g in fast(model, data, targets)]
+    oracle_model = SimpleCNN()
+    oracle_model.load_state_dict(model.state_dict())
+    oracle = tutorial_loop(oracle_model.double(), data.cpu().double(), targets.cpu())
+    comparison = compare(dict(zip(names, result)), dict(zip(names, oracle)), tolerance_for("float32", smooth=False))
+    assert comparison.ok, f"{method} differs from the float64 oracle: {comparison.worst}"
+    loop = tutorial_loop(model, data, targets)
+    with as_expected(row):
+        for name, expected, actual in zip(names, loop, result):
+            if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
+                diff = (actual - expected).abs().max().item()
+                raise ToleranceError(f"{name}: max abs diff {diff:.3e} beyond atol={atol}, rtol={rtol}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_functorch_tutorial_script(request, device):
+    """Seed 000: loop vs legacy functorch on SimpleCNN, B=64, ``allclose(atol=1e-6, rtol=1e-6)``."""
+    check_seed_claim(request, "functorch", device, legacy_functorch_grads, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_func_tutorial(request, device):
+    """Seed 001: loop vs ``functional_call`` + ``vmap``, ``allclose(atol=3e-3, rtol=1e-5)``."""
+    check_seed_claim(request, "vmap", device, torch_func_grads, atol=3e-3, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_functorch_notebook(request, device):
+    """Seed 002: loop vs legacy functorch, ``allclose(atol=1e-3, rtol=1e-5)``."""
+    check_seed_claim(request, "functorch", device, legacy_functorch_grads, atol=1e-3, rtol=1e-5)
+
+
+def ported_opacus_grads(model, images, targets):
+    """Seeds 003/004's Opacus side, ported from 0.x ``PrivacyEngine(model, ...)`` to ``make_private``."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(TensorDataset(images, targets), batch_size=len(images))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module, _, _ = PrivacyEngine().make_private(
+            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=1.0, max_grad_norm=10000.0
+        )
+        F.cross_entropy(module(images), targets).backward()
+    return [p.grad_sample.detach() for p in model.parameters()]
+
+
+def ported_functorch_grads(model, images, targets):
+    """Seeds 003/004's functorch side: ``make_functional`` + ``vmap(grad, (None, 0, 0))``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        functorch = pytest.importorskip("functorch", reason="the installed torch has no functorch API")
+        func_model, weights = functorch.make_functional(model)
+
+        def compute_loss(weights, image, target):
+            return F.cross_entropy(func_model(weights, image.unsqueeze(0)), target.unsqueeze(0))
+
+        return [g.detach() for g in functorch.vmap(functorch.grad(compute_loss), (None, 0, 0))(weights, images, targets)]
+
+
+@pytest.mark.parametrize(
+    "batch_size", [8, pytest.param(128, marks=pytest.mark.slow)], ids=lambda b: f"B{b}"
+)
+def test_functorch_vs_opacus_benchmark_against_the_oracle(batch_size):
+    """Seeds 003/004: ResNet18 (BN->GN), functorch vs Opacus; its TODO asks for a source of truth.
+
+    Both are compared norm-wise to the float64 loop (on up to 16 samples spread over the
+    batch); the TODO's own element-wise ``allclose(rtol=1e-5)`` is what reported them as
+    different. Opacus' hooks reject torchvision's in-place residual add and ReLU today (see the
+    support matrix), so its side uses the same weights in resnet18_gn_noinplace.
+    """
+    torch.manual_seed(0)
+    model_functorch = resnet18_gn()
+    images = torch.randn(batch_size, 3, 32, 32)
+    targets = torch.randint(0, 10, (batch_size,))
+    torch.manual_seed(0)
+    model_opacus = resnet18_gn_no_inplace()
+    for p_f, p_o in zip(model_functorch.parameters(), model_opacus.parameters()):
+        assert torch.equal(p_f, p_o)
+
+    names = [name for name, _ in model_functorch.named_parameters()]
+    picked = torch.linspace(0, batch_size - 1, min(batch_size, 16)).round().long().unique()
+    oracle_model = resnet18_gn_no_inplace()
+    oracle_model.load_state_dict(model_functorch.state_dict())
+    oracle_model.double()
+    oracle = dict(zip(names, tutorial_loop(oracle_model, images[picked].double(), targets[picked], F.cross_entropy)))
+
+    tol = tolerance_for("float32", smooth=False)
+    functorch_result = ported_functorch_grads(model_functorch, images, targets)
+    opacus_result = ported_opacus_grads(model_opacus, images, targets)
+    for label, result in (("functorch", functorch_result), ("opacus", opacus_result)):
+        comparison = compare({n: g[picked] for n, g in zip(names, result)}, oracle, tol)
+        assert comparison.ok, f"{label} differs from the float64 oracle: {comparison.worst}"
+    todo_disagreements = [
+        n for n, r, e in zip(names, functorch_result, opacus_result) if not torch.allclose(r, e, rtol=1e-5)
+    ]
+    agreement = compare(dict(zip(names, functorch_result)), dict(zip(names, opacus_result)), tol)
+    assert agreement.ok, f"functorch and Opacus disagree norm-wise: {agreement.worst}"
+    print(f"B={batch_size}: the TODO's allclose(rtol=1e-5) flags {len(todo_disagreements)}/{len(names)} parameters")

@@ -1,0 +1,212 @@
+"""The harness catches what it is for: known-wrong methods are rejected with a message that says why."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from harness import (
+    MODELS,
+    MethodFailed,
+    MethodLeftState,
+    MethodOutputError,
+    ModelSpec,
+    ToleranceError,
+    get_method,
+    register_method,
+    register_model,
+)
+from harness.checks import as_expected, check_oracle
+from harness.errors import UnexpectedFailure
+from harness.grid import Cell
+from harness.methods import METHODS
+from harness.models import vectors
+from harness.support import ExpectedFailure
+
+CELL = Cell("mlp", 7, "float64", "cpu", method="selftest")
+
+
+@pytest.fixture
+def method():
+    """Register a throw-away method named 'selftest' for one test, and remove it afterwards."""
+    added = []
+
+    def register(fn, name="selftest"):
+        register_method(name, fn, replace=True)
+        added.append(name)
+        return fn
+
+    yield register
+    for name in added:
+        METHODS.pop(name, None)
+
+
+def vmap_then(transform):
+    """A method that computes the correct vmap result, then damages it with ``transform``."""
+
+    def fn(case):
+        return transform(dict(get_method("vmap")(case)), case)
+
+    return fn
+
+
+@pytest.mark.parametrize(
+    "name, transform, pattern",
+    [
+        ("scaled by 1/B", lambda g, c: {k: v / c.batch_size for k, v in g.items()}, r"relative 8\.571e-01"),
+        ("scaled by 1+1e-7", lambda g, c: {k: v * (1 + 1e-7) for k, v in g.items()}, r"relative 1\.000e-07"),
+        ("samples swapped", lambda g, c: {k: v.roll(1, dims=0) for k, v in g.items()}, r"worst at .*, sample \d"),
+        (
+            "batch sum instead of per-sample",
+            lambda g, c: {k: v.sum(0, keepdim=True).expand_as(v) for k, v in g.items()},
+            r"differs from the reference",
+        ),
+        (
+            "one sample zeroed",
+            lambda g, c: {k: torch.cat([v[:3], torch.zeros_like(v[3:4]), v[4:]]) for k, v in g.items()},
+            r"sample 3: .*relative 1\.000e\+00",
+        ),
+    ],
+    ids=["scaled-1-over-B", "scaled-1e-7", "samples-swapped", "batch-sum", "sample-zeroed"],
+)
+def test_wrong_values_are_caught(method, name, transform, pattern):
+    method(vmap_then(transform))
+    with pytest.raises(ToleranceError) as info:
+        check_oracle(CELL)
+    message = str(info.value)
+    assert "method 'selftest' on cpu-float64-mlp-B7 differs from the reference" in message
+    assert re.search(pattern, message), message
+    assert "bound" in message and "atol" in message and "rtol" in message
+
+
+@pytest.mark.parametrize(
+    "transform, error, pattern",
+    [
+        (lambda g, c: {k: v for k, v in g.items() if k != "2.bias"}, MethodOutputError, r"returned no gradient for 2\.bias$"),
+        (lambda g, c: {**g, "extra.weight": g["0.bias"]}, MethodOutputError, r"not parameters of the model: extra\.weight"),
+        (
+            lambda g, c: {**g, "0.weight": g["0.weight"][0]},
+            MethodOutputError,
+            r"returned shape \(32, 20\) for 0\.weight, expected \(7, 32, 20\)",
+        ),
+        (
+            lambda g, c: {**g, "4.bias": g["4.bias"].index_fill(0, torch.tensor([2]), float("nan"))},
+            MethodOutputError,
+            r"non-finite values for 4\.bias at samples \[2\]",
+        ),
+        (lambda g, c: list(g.values()), MethodOutputError, r"returned a list, expected a dict"),
+        (lambda g, c: {**g, "0.bias": g["0.bias"].tolist()}, MethodOutputError, r"returned a list for 0\.bias"),
+    ],
+    ids=["missing", "extra", "wrong-shape", "nan", "not-a-dict", "not-a-tensor"],
+)
+def test_wrong_structure_is_named(method, transform, error, pattern):
+    method(vmap_then(transform))
+    with pytest.raises(error, match=pattern):
+        check_oracle(CELL)
+
+
+def test_a_method_that_raises_is_named(method):
+    def broken(case):
+        raise RuntimeError("boom")
+
+    method(broken)
+    with pytest.raises(MethodFailed, match=r"method 'selftest' on cpu-float64-mlp-B7 raised RuntimeError: boom"):
+        check_oracle(CELL)
+
+
+def _leave_grad(case):
+    result = get_method("vmap")(case)
+    case.model[0].bias.grad = torch.ones_like(case.model[0].bias)
+    return result
+
+
+def _leave_hook(case):
+    case.model[0].register_forward_hook(lambda *args: None)
+    return get_method("vmap")(case)
+
+
+def _leave_attribute(case):
+    case.model[0].weight.grad_sample = torch.zeros(1)
+    return get_method("vmap")(case)
+
+
+def _change_values(case):
+    result = get_method("vmap")(case)
+    with torch.no_grad():
+        case.model[2].weight.mul_(2)
+    return result
+
+
+def _switch_mode(case):
+    case.model.eval()
+    return get_method("vmap")(case)
+
+
+@pytest.mark.parametrize(
+    "fn, pattern",
+    [
+        (_leave_grad, r"\.grad set on 0\.bias"),
+        (_leave_hook, r"hooks added or removed"),
+        (_leave_attribute, r"attributes grad_sample on parameters"),
+        (_change_values, r"values changed: 2\.weight"),
+        (_switch_mode, r"train/eval mode changed"),
+    ],
+    ids=["grad", "hook", "attribute", "values", "mode"],
+)
+def test_state_left_on_the_model_is_caught(method, fn, pattern):
+    method(fn)
+    with pytest.raises(MethodLeftState, match=r"method 'selftest' on cpu-float64-mlp-B7 left state behind.*" + pattern):
+        check_oracle(CELL)
+
+
+@pytest.fixture
+def linear_model():
+    """A one-layer softmax regression, whose per-sample gradients have a closed form."""
+    spec = register_model(ModelSpec("selftest_linear", lambda: nn.Linear(6, 4), vectors(6, classes=4)))
+    yield spec
+    MODELS.pop(spec.name)
+
+
+def closed_form(case):
+    """Per-sample gradients of cross-entropy over a Linear layer, by hand: (softmax - onehot) x^T."""
+    layer = case.model
+    with torch.no_grad():
+        delta = F.softmax(layer(case.inputs), dim=1) - F.one_hot(case.targets, 4).to(case.dtype)
+    return {"weight": torch.einsum("bi,bj->bij", delta, case.inputs), "bias": delta}
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_an_independent_correct_method_passes(method, linear_model, precision):
+    method(closed_form)
+    comparison = check_oracle(Cell("selftest_linear", 5, precision, "cpu", method="selftest"))
+    assert comparison.ok
+
+
+def test_unknown_method_and_model_are_named():
+    with pytest.raises(KeyError, match=r"unknown method 'nope'; registered methods: loop, vmap"):
+        get_method("nope")
+    with pytest.raises(KeyError, match=r"unknown model 'nope'; known models: .*simple_cnn"):
+        Cell("nope", 1, "float64", "cpu").build()
+
+
+def test_registration_refuses_silent_replacement(method):
+    method(closed_form)
+    with pytest.raises(ValueError, match="already registered"):
+        register_method("selftest", closed_form)
+    with pytest.raises(ValueError, match="becomes part of test ids"):
+        register_method("has space", closed_form)
+    register_method("selftest", vmap_then(lambda g, c: g), replace=True)
+
+
+def test_a_different_failure_than_the_matrix_expects_is_not_an_xfail():
+    row = ExpectedFailure(methods=("x",), models=("y",), error="the documented error", reason="because")
+    with pytest.raises(UnexpectedFailure, match="expected the support-matrix failure /the documented error/"):
+        with as_expected(row):
+            raise MethodFailed("something else broke")
+    with pytest.raises(MethodFailed):
+        with as_expected(row):
+            raise MethodFailed("it raised the documented error")

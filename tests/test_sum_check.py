@@ -1,0 +1,7 @@
+"""Per-sample gradients of a sum-reduced loss add up to the batch gradient (needs no oracle)."""
+
+from harness.checks import check_sum
+
+
+def test_sum_equals_batch_gradient(sum_cell):
+    check_sum(sum_cell)

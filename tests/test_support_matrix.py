@@ -1,0 +1,71 @@
+"""The support matrix and the tolerance table are well formed and every row is used."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from harness.grid import GRIDS
+from harness.precision import PRECISIONS
+from harness.support import CHECKS, SUPPORT_MATRIX, ExpectedFailure, expected_failure
+from harness.tolerances import TOLERANCES, tolerance_for
+
+
+@pytest.mark.parametrize("row", SUPPORT_MATRIX, ids=lambda r: f"{r.check}-{r.methods[0]}-{r.models[0]}-{r.precisions[0]}")
+def test_every_row_covers_some_cell_and_says_why(row):
+    assert row.reason and row.check in CHECKS
+    re.compile(row.error)
+    if row.check == "seed-allclose":
+        assert expected_failure(row.methods[0], row.models[0], row.precisions[0], row.devices[0], row.check) == row
+        return
+    cells = [cell for grid in GRIDS.values() for cell in grid()]
+    assert any(cell.expected == row for cell in cells), f"no cell of the grids is covered by {row}"
+
+
+def test_rows_are_matched_by_version_dtype_and_device():
+    row = expected_failure("vmap", "lstm_text", "float64", "cpu")
+    assert row is not None and "float64" in row.reason
+    assert expected_failure("vmap", "lstm_text", "float32", "cpu") is None
+    assert expected_failure("opacus-hooks", "resnet18_gn", "float32", "cuda") is not None
+    assert expected_failure("opacus-hooks", "resnet18_gn_noinplace", "float32", "cuda") is None
+    assert expected_failure("opacus-hooks", "resnet18_gn", "float32", "cpu", torch_version="2.5.1+cpu") is None
+    with pytest.raises(ValueError, match="unknown check 'nope'"):
+        expected_failure("vmap", "mlp", "float64", "cpu", check="nope")
+
+
+def test_version_range_uses_the_release_not_the_local_label():
+    row = ExpectedFailure(methods=("*",), models=("*",), error="", reason="r", torch=">=2.14,<2.15")
+    assert row.applies("vmap", "mlp", "float32", "cpu", "grads", "2.14.0+cu130")
+    assert not row.applies("vmap", "mlp", "float32", "cpu", "grads", "2.15.0")
+
+
+@pytest.mark.parametrize("smooth", [True, False], ids=["smooth", "kinks"])
+@pytest.mark.parametrize("precision", list(PRECISIONS))
+def test_tolerance_table_has_a_documented_row_for_every_precision(precision, smooth):
+    tol = tolerance_for(precision, smooth)
+    assert 0 < tol.rtol < 1 and tol.atol >= 0 and tol.reason
+
+
+def test_tolerance_rows_order_float64_strictest():
+    float64 = tolerance_for("float64", smooth=False)
+    assert float64.rtol < tolerance_for("float32", smooth=True).rtol < tolerance_for("float32", smooth=False).rtol
+    assert all(tol.rtol >= float64.rtol for tol in TOLERANCES.values())
+    with pytest.raises(KeyError, match="no row for precision 'bf16'"):
+        tolerance_for("bf16", smooth=True)
+
+
+def test_global_state_is_restored_between_tests():
+    from harness.pytest_plugin import restored_global_state
+
+    before = (torch.get_default_dtype(), torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled())
+    with restored_global_state():
+        first = torch.rand(3)
+        torch.set_default_dtype(torch.float64)
+        torch.backends.cuda.matmul.allow_tf32 = not before[1]
+        torch.use_deterministic_algorithms(True)
+    with restored_global_state():
+        assert torch.equal(torch.rand(3), first), "every test starts from the same seed"
+    after = (torch.get_default_dtype(), torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled())
+    assert after == before
