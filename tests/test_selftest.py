@@ -210,3 +210,39 @@ def test_a_different_failure_than_the_matrix_expects_is_not_an_xfail():
     with pytest.raises(MethodFailed):
         with as_expected(row):
             raise MethodFailed("it raised the documented error")
+
+
+class WithUnusedLayer(nn.Module):
+    """A Linear classifier carrying a layer that the forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+        self.unused = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@pytest.fixture
+def zoo_extras():
+    """Temporary zoo entries: a model with an unused layer, and the MLP in eval mode."""
+    specs = [
+        register_model(ModelSpec("selftest_unused", WithUnusedLayer, vectors(6, classes=4))),
+        register_model(ModelSpec("selftest_mlp_eval", MODELS["mlp"].build, MODELS["mlp"].make_batch, train_mode=False)),
+    ]
+    yield
+    for spec in specs:
+        MODELS.pop(spec.name)
+
+
+@pytest.mark.parametrize("opacus_method", ["opacus-hooks", "opacus-functorch"])
+def test_opacus_recording_nothing_is_named_not_a_key_error(zoo_extras, opacus_method):
+    """Opacus leaves ``grad_sample`` unset where it recorded nothing, and refuses eval mode."""
+    unused = Cell("selftest_unused", 3, "float64", "cpu", method=opacus_method)
+    with pytest.raises(MethodOutputError, match=rf"'{opacus_method}' on .* returned no gradient for unused\.weight, unused\.bias$"):
+        check_oracle(unused)
+    eval_mode = Cell("selftest_mlp_eval", 3, "float64", "cpu", method=opacus_method)
+    with pytest.raises(MethodFailed, match=rf"'{opacus_method}' on .* raised ValueError: No activations detected"):
+        check_oracle(eval_mode)
+    assert check_oracle(Cell("selftest_unused", 3, "float64", "cpu", method="vmap")).ok
