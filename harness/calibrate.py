@@ -3,7 +3,7 @@
     python -m harness.calibrate --seeds 3
 
 runs every CPU cell of the default oracle grid (skipping support-matrix failures) for each
-seed and prints, per precision and model kind (smooth or with kinks) and method, the worst
+seed and prints, per precision and model numerics (smooth or with kinks) and method, the worst
 norm-wise relative error seen and where.
 """
 
@@ -32,7 +32,7 @@ def measure(seeds: int) -> dict[tuple[str, str, str], tuple[float, str]]:
     for cell in oracle_cells():
         if cell.device != "cpu" or cell.slow or cell.expected is not None:
             continue
-        kind = "smooth" if MODELS[cell.model].smooth else "kinks"
+        kind = MODELS[cell.model].numerics
         for seed in range(seeds):
             case = build_case(cell.model, cell.batch_size, cell.precision, cell.device, cell.loss_reduction, seed)
             try:

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from harness.models import get_model
+from harness.models import ModelSpec, get_model
 from harness.precision import Precision, get_precision
 
 LOSS_REDUCTIONS = ("mean", "sum")
@@ -50,14 +50,17 @@ def case_id(device: str, precision: str, model: str, batch_size: int, loss_reduc
 
 
 def build_case(
-    model: str,
+    model: str | ModelSpec,
     batch_size: int,
     precision: str = "float64",
     device: str = "cpu",
     loss_reduction: str = "mean",
     seed: int = 0,
 ) -> Case:
-    """Build model, batch and loss for a case; same seed, same numbers in every precision."""
+    """Build model, batch and loss for a case; same seed, same numbers in every precision.
+
+    ``model`` is a registered model's name, or a spec (a drawn problem's, for instance).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if loss_reduction not in LOSS_REDUCTIONS:
@@ -72,7 +75,7 @@ def build_case(
     module = module.to(device=dev, dtype=mode.dtype).train(spec.train_mode)
     inputs = inputs.to(dev, mode.dtype) if inputs.is_floating_point() else inputs.to(dev)
     return Case(
-        model_name=model,
+        model_name=spec.name,
         model=module,
         inputs=inputs,
         targets=targets.to(dev),

@@ -9,14 +9,25 @@ from typing import Iterator, Optional
 
 import pytest
 import torch
+from hypothesis import given, settings
 
+from harness.case import build_case
 from harness.compare import Comparison, assert_close
-from harness.errors import BatchingRuleFallback, HarnessError, MethodFailed, MethodUnavailable, UnexpectedFailure
-from harness.grid import Cell
+from harness.drawn import Problem
+from harness.errors import (
+    BatchingRuleFallback,
+    HarnessError,
+    MethodFailed,
+    MethodUnavailable,
+    UnexpectedFailure,
+    UnexpectedPass,
+)
+from harness.grid import Cell, PropertyCell
 from harness.models import get_model
 from harness.oracle import batch_gradient, oracle
 from harness.runner import describe, run_method
-from harness.support import ExpectedFailure
+from harness.strategies import LAYER_STRATEGIES, problems
+from harness.support import ExpectedFailure, expected_failure_drawn
 from harness.tolerances import tolerance_for
 
 _FALLBACK = re.compile(r"There is a performance drop because we have not yet implemented the batching rule for (\S+?)\.?\s")
@@ -36,7 +47,7 @@ def as_expected(row: Optional[ExpectedFailure]) -> Iterator[None]:
 
 
 def _tolerance(cell: Cell):
-    return tolerance_for(cell.precision, smooth=get_model(cell.model).smooth)
+    return tolerance_for(cell.precision, get_model(cell.model).numerics)
 
 
 def _run(cell: Cell):
@@ -54,6 +65,55 @@ def check_oracle(cell: Cell) -> Comparison:
         case, result = _run(cell)
         reference = oracle(case.model_name, case.batch_size, case.seed)
         return assert_close(result, reference, _tolerance(cell), describe(cell.method, case))
+
+
+def check_drawn(problem: Problem, method: str, precision: str, device: str = "cpu") -> Optional[ExpectedFailure]:
+    """A drawn problem, checked like a zoo case against the float64 oracle.
+
+    The support matrix decides per example: where a row covers one of the drawn layers, the
+    method must fail with the row's error, and the row is returned; otherwise it must pass.
+    Raises :class:`MethodUnavailable` if the method cannot run here.
+    """
+    __tracebackhide__ = True
+    row = expected_failure_drawn(method, problem, precision, device)
+    spec = problem.spec()
+    try:
+        with as_expected(row):
+            case = build_case(spec, problem.batch_size, precision, device, problem.loss_reduction)
+            result = run_method(method, case)
+            reference = oracle(spec, problem.batch_size)
+            assert_close(result, reference, tolerance_for(precision, spec.numerics), describe(method, case))
+    except HarnessError:
+        if row is None:
+            raise
+        return row
+    if row is not None:
+        raise UnexpectedPass(
+            f"method {method!r} passed on the drawn {problem.name}, but the support matrix expects "
+            f"/{row.error}/ ({row.reason}): narrow or remove that row"
+        )
+    return None
+
+
+def check_property(cell: PropertyCell, min_examples: int = 0) -> list[Optional[ExpectedFailure]]:
+    """Check problems drawn for the cell's layer strategy under the active Hypothesis profile.
+
+    ``min_examples`` raises the profile's ``max_examples`` where a caller needs more draws.
+
+    Returns, per example, the support-matrix row it failed by (None where it passed). A
+    failure is raised with the shrunk ``Problem(...)`` in its notes, as Hypothesis prints it.
+    """
+    __tracebackhide__ = True
+    outcomes: list[Optional[ExpectedFailure]] = []
+
+    @given(problem=problems(LAYER_STRATEGIES[cell.layer]))
+    def check(problem: Problem) -> None:
+        outcomes.append(check_drawn(problem, cell.method, cell.precision, cell.device))
+
+    if min_examples > settings.default.max_examples:
+        check = settings(max_examples=min_examples)(check)
+    check()
+    return outcomes
 
 
 def check_sum(cell: Cell) -> Comparison:

@@ -34,3 +34,7 @@ class UnexpectedFailure(AssertionError):
 
     Deliberately not a :class:`HarnessError`, so the strict xfail does not swallow it.
     """
+
+
+class UnexpectedPass(AssertionError):
+    """A drawn case the support matrix expects to fail passed: the row is stale (fixed upstream?)."""

@@ -89,9 +89,46 @@ def batching_rule_cells() -> Iterator[Cell]:
             yield Cell(model, max(spec.batch_sizes), "float32", device, check="batching-rule")
 
 
+@dataclass(frozen=True)
+class PropertyCell:
+    """One property test: a layer strategy, a precision, a device and a method.
+
+    What is expected to fail is decided per drawn example (see ``check_drawn``), so a
+    property cell carries no static xfail.
+    """
+
+    layer: str
+    precision: str
+    device: str
+    method: str
+    slow: bool = False
+    expected: None = None
+
+    @property
+    def id(self) -> str:
+        """``cpu-float64-conv2d-vmap``."""
+        return f"{self.device}-{self.precision}-{self.layer}-{self.method}"
+
+
+def property_cells() -> Iterator[PropertyCell]:
+    """Every method on every drawn layer strategy, in every precision and device.
+
+    The method varies fastest: under a derandomized profile each method's test draws the
+    same problems, so their cached oracles are reused.
+    """
+    from harness.strategies import LAYER_STRATEGIES
+
+    for layer in LAYER_STRATEGIES:
+        for precision in PRECISIONS:
+            for device in _devices_for(precision):
+                for method in METHODS:
+                    yield PropertyCell(layer, precision, device, method)
+
+
 #: The fixture names the plugin parametrizes, and the grid each one draws from.
 GRIDS = {
     "oracle_cell": oracle_cells,
     "sum_cell": sum_cells,
     "batching_rule_cell": batching_rule_cells,
+    "property_cell": property_cells,
 }

@@ -9,8 +9,8 @@ float64 oracle and a float32 case see exactly the same numbers.
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
 
 import torch
 import torch.nn as nn
@@ -21,17 +21,24 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build one model of the zoo and a batch for it."""
+    """How to build one model of the zoo and a batch for it.
+
+    Specs are equal when ``name`` and ``key`` are: a registered model is known by its name,
+    a drawn one (see :mod:`harness.drawn`) by the problem it was made from. ``numerics``
+    picks the float32 row of the tolerance table: ``"smooth"``, ``"kinks"`` (ReLU, max-pool),
+    ``"drawn"`` or ``"drawn-stack"`` (random smooth layers whose conditioning nobody chose).
+    """
 
     name: str
-    build: Callable[[], nn.Module]
-    make_batch: Callable[[int, torch.Generator], Batch]
-    loss: Callable[..., torch.Tensor] = F.cross_entropy
-    batch_sizes: tuple[int, ...] = (1, 7)
-    slow_batch_sizes: tuple[int, ...] = ()
-    train_mode: bool = True
-    smooth: bool = False
-    description: str = ""
+    build: Callable[[], nn.Module] = field(compare=False)
+    make_batch: Callable[[int, torch.Generator], Batch] = field(compare=False)
+    loss: Callable[..., torch.Tensor] = field(default=F.cross_entropy, compare=False)
+    batch_sizes: tuple[int, ...] = field(default=(1, 7), compare=False)
+    slow_batch_sizes: tuple[int, ...] = field(default=(), compare=False)
+    train_mode: bool = field(default=True, compare=False)
+    numerics: str = field(default="kinks", compare=False)
+    description: str = field(default="", compare=False)
+    key: Hashable = None
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -45,8 +52,10 @@ def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     return spec
 
 
-def get_model(name: str) -> ModelSpec:
-    """The spec registered under ``name``, or a clear error listing the known ones."""
+def get_model(name: str | ModelSpec) -> ModelSpec:
+    """The spec registered under ``name``, or a clear error listing the known ones (a spec is returned as is)."""
+    if isinstance(name, ModelSpec):
+        return name
     try:
         return MODELS[name]
     except KeyError:
@@ -209,14 +218,14 @@ for _spec in (
             nn.Conv2d(8, 8, 3), nn.Tanh(), nn.AvgPool2d(2),
             nn.Flatten(), nn.Linear(8 * 2 * 2, 10),
         ),
-        images(3, 14), smooth=True, description="tanh and average pooling: no kinks",
+        images(3, 14), numerics="smooth", description="tanh and average pooling: no kinks",
     ),
     ModelSpec(
         "lstm_text", TextLSTM, tokens(vocab=50, length=10, classes=4),
         description="Embedding(50, 8) + LSTM(8, 12) + Linear on the last step",
     ),
     ModelSpec(
-        "transformer", TinyTransformer, vectors(6, 16, classes=4), smooth=True,
+        "transformer", TinyTransformer, vectors(6, 16, classes=4), numerics="smooth",
         description="one TransformerEncoderLayer (d_model 16, 2 heads, no dropout), mean-pooled",
     ),
     ModelSpec(

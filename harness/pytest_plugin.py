@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.grid import GRIDS, Cell
+from harness.grid import GRIDS, Cell, PropertyCell
 from harness.precision import set_tf32, tf32_flags
 
 MARKERS = {
@@ -28,7 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
-def _param(cell: Cell):
+def _param(cell: Cell | PropertyCell):
     marks = []
     if cell.device == "cuda":
         marks += [

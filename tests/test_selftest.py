@@ -246,3 +246,34 @@ def test_opacus_recording_nothing_is_named_not_a_key_error(zoo_extras, opacus_me
     with pytest.raises(MethodFailed, match=rf"'{opacus_method}' on .* raised ValueError: No activations detected"):
         check_oracle(eval_mode)
     assert check_oracle(Cell("selftest_unused", 3, "float64", "cpu", method="vmap")).ok
+
+
+def _grouped_conv_weights_off(grads, case):
+    """Right everywhere except the weights of grouped convolutions, which are 0.1% too large."""
+    grouped = {f"{name}.weight" for name, m in case.model.named_modules() if getattr(m, "groups", 1) > 1}
+    return {k: v * 1.001 if k in grouped else v for k, v in grads.items()}
+
+
+def _conv_bias_dropped(grads, case):
+    """Right everywhere except that convolution biases get no gradient."""
+    conv_bias = {f"{name}.bias" for name, m in case.model.named_modules() if isinstance(m, nn.Conv2d)}
+    return {k: torch.zeros_like(v) if k in conv_bias else v for k, v in grads.items()}
+
+
+@pytest.mark.parametrize(
+    "transform, clue",
+    [(_grouped_conv_weights_off, r"\('groups', [23]\)"), (_conv_bias_dropped, r"\('bias', True\)")],
+    ids=["wrong-only-for-groups", "drops-conv-bias"],
+)
+def test_property_suite_catches_a_subtly_wrong_method(method, transform, clue):
+    """The property suite draws the configuration that exposes it, and prints it."""
+    from harness.checks import check_property
+    from harness.grid import PropertyCell
+
+    method(vmap_then(transform))
+    # enough examples that a random draw misses groups > 1 (or a bias) with probability < 1e-8
+    with pytest.raises(ToleranceError, match=r"method 'selftest' on cpu-float64-conv2d-B\d+ differs") as info:
+        check_property(PropertyCell("conv2d", "float64", "cpu", "selftest"), min_examples=30)
+    drawn = "\n".join(getattr(info.value, "__notes__", []))
+    assert "Problem(layers=(Layer(kind='conv2d'" in drawn, drawn
+    assert re.search(clue, drawn), drawn

@@ -7,10 +7,12 @@ import re
 import pytest
 import torch
 
+from harness.drawn import LAYER_KINDS
 from harness.grid import GRIDS
+from harness.methods import METHODS
 from harness.precision import PRECISIONS
 from harness.support import CHECKS, SUPPORT_MATRIX, ExpectedFailure, expected_failure
-from harness.tolerances import TOLERANCES, tolerance_for
+from harness.tolerances import NUMERICS, TOLERANCES, tolerance_for
 
 
 @pytest.mark.parametrize("row", SUPPORT_MATRIX, ids=lambda r: f"{r.check}-{r.methods[0]}-{r.models[0]}-{r.precisions[0]}")
@@ -21,7 +23,13 @@ def test_every_row_covers_some_cell_and_says_why(row):
         assert expected_failure(row.methods[0], row.models[0], row.precisions[0], row.devices[0], row.check) == row
         return
     cells = [cell for grid in GRIDS.values() for cell in grid()]
-    assert any(cell.expected == row for cell in cells), f"no cell of the grids is covered by {row}"
+    drawn = any(
+        row.applies(method, kind, precision, "cpu", "grads", torch.__version__)
+        for method in METHODS
+        for kind in LAYER_KINDS
+        for precision in PRECISIONS
+    )
+    assert drawn or any(cell.expected == row for cell in cells), f"no cell of the grids or drawn layer is covered by {row}"
 
 
 def test_rows_are_matched_by_version_dtype_and_device():
@@ -41,19 +49,22 @@ def test_version_range_uses_the_release_not_the_local_label():
     assert not row.applies("vmap", "mlp", "float32", "cpu", "grads", "2.15.0")
 
 
-@pytest.mark.parametrize("smooth", [True, False], ids=["smooth", "kinks"])
+@pytest.mark.parametrize("numerics", NUMERICS)
 @pytest.mark.parametrize("precision", list(PRECISIONS))
-def test_tolerance_table_has_a_documented_row_for_every_precision(precision, smooth):
-    tol = tolerance_for(precision, smooth)
+def test_tolerance_table_has_a_documented_row_for_every_precision(precision, numerics):
+    tol = tolerance_for(precision, numerics)
     assert 0 < tol.rtol < 1 and tol.atol >= 0 and tol.reason
 
 
 def test_tolerance_rows_order_float64_strictest():
-    float64 = tolerance_for("float64", smooth=False)
-    assert float64.rtol < tolerance_for("float32", smooth=True).rtol < tolerance_for("float32", smooth=False).rtol
+    float64 = tolerance_for("float64", "kinks")
+    assert float64.rtol < tolerance_for("float32", "smooth").rtol < tolerance_for("float32", "kinks").rtol
+    assert float64.rtol < tolerance_for("float32", "drawn").rtol
     assert all(tol.rtol >= float64.rtol for tol in TOLERANCES.values())
     with pytest.raises(KeyError, match="no row for precision 'bf16'"):
-        tolerance_for("bf16", smooth=True)
+        tolerance_for("bf16", "smooth")
+    with pytest.raises(ValueError, match="unknown model numerics 'rough'"):
+        tolerance_for("float32", "rough")
 
 
 def test_global_state_is_restored_between_tests():
@@ -69,3 +80,21 @@ def test_global_state_is_restored_between_tests():
         assert torch.equal(torch.rand(3), first), "every test starts from the same seed"
     after = (torch.get_default_dtype(), torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled())
     assert after == before
+
+
+def test_drawn_rows_are_decided_per_layer_configuration():
+    from harness.drawn import Layer, Problem
+    from harness.support import expected_failure_drawn
+
+    def conv3d(dilation: int, groups: int) -> Problem:
+        args = dict(in_channels=2, out_channels=2, kernel_size=2, stride=1, padding=0, dilation=dilation, groups=groups, bias=True)
+        return Problem((Layer("conv3d", tuple(args.items()), (2, 4, 4, 4), (2, 4 - dilation, 4 - dilation, 4 - dilation)),), 2)
+
+    assert expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu") is not None
+    assert expected_failure_drawn("expanded-weights", conv3d(2, 1), "float64", "cpu") is None
+    assert expected_failure_drawn("vmap", conv3d(2, 2), "float64", "cpu") is None
+    with pytest.raises(ValueError, match="unknown layer kind 'conv4d'"):
+        Layer("conv4d", (), (1,), (1,))
+    linear = Layer("linear", (("in_features", 3), ("out_features", 2)), (3,), (2,))
+    with pytest.raises(ValueError, match="layer linear cannot take the output"):
+        Problem((linear, linear), 2)
