@@ -1,0 +1,191 @@
+"""Compare two pytest-benchmark runs, per case and method: did a method get slower?
+
+    python -m harness compare BASELINE.json CURRENT.json [--absolute] [--threshold 0.10]
+
+Reads pytest-benchmark JSON (``--benchmark-json`` output or an autosaved run). Each
+benchmark names its case and method in ``extra_info`` (the project's benchmark tests do), or
+in its ``group`` and ``param``. By default the figure judged is the overhead ratio: the
+method's time over the plain batched forward+backward (``batched``) of the same case in the
+same run, which carries across machines of a class; ``--absolute`` judges raw times (the same
+machine only). A change is a regression only when the median moved beyond the threshold
+*and* a one-sided Mann-Whitney U test on the raw rounds says so at ``--alpha`` (asv's rule);
+a change beyond the threshold that the rounds do not support is reported as such.
+
+Exit status: 0 no regression, 1 regression, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+BATCHED = "batched"
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_ALPHA = 0.002
+
+
+class BadInput(Exception):
+    """A file that cannot be compared; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One method on one case in one run: its raw rounds (seconds)."""
+
+    case: str
+    method: str
+    rounds: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """The median round."""
+        return statistics.median(self.rounds)
+
+
+Run = dict[tuple[str, str], Timing]
+
+
+def _case_and_method(bench: dict) -> tuple[str, str]:
+    extra = bench.get("extra_info") or {}
+    if "case" in extra and "method" in extra:
+        return str(extra["case"]), str(extra["method"])
+    group, param = bench.get("group"), bench.get("param")
+    if group and param:
+        return str(group), str(param)
+    raise BadInput(f"benchmark {bench.get('fullname', bench.get('name'))!r} names no case and method")
+
+
+def load(path: str | Path) -> Run:
+    """Read a pytest-benchmark JSON file into timings keyed by (case, method)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
+        raise BadInput(f"{path}: not pytest-benchmark JSON (expected 'machine_info' and a 'benchmarks' list)")
+    run: Run = {}
+    for bench in data["benchmarks"]:
+        key = _case_and_method(bench)
+        rounds = (bench.get("stats") or {}).get("data")
+        if not rounds:
+            raise BadInput(
+                f"{path}: benchmark {bench.get('fullname', key)!r} has no raw rounds (stats.data); "
+                "record runs with --benchmark-save-data (the project's benchmark runs do)"
+            )
+        run[key] = Timing(*key, tuple(float(r) for r in rounds))
+    if not run:
+        raise BadInput(f"{path}: holds no benchmarks")
+    return run
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the comparison table."""
+
+    case: str
+    method: str
+    baseline: float
+    current: float
+    p_value: float
+    verdict: str
+
+    @property
+    def change(self) -> float:
+        """Current over baseline, minus one (+0.25 is 25% slower)."""
+        return self.current / self.baseline - 1.0
+
+
+def _samples(run: Run, key: tuple[str, str], absolute: bool) -> list[float]:
+    timing = run[key]
+    if absolute:
+        return list(timing.rounds)
+    batched = run.get((timing.case, BATCHED))
+    if batched is None:
+        raise BadInput(f"case {timing.case!r} has no {BATCHED!r} timing to normalize by (or pass --absolute)")
+    scale = batched.median
+    return [r / scale for r in timing.rounds]
+
+
+def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: str) -> float:
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
+
+
+def compare(
+    baseline: Run, current: Run, threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA, absolute: bool = False
+) -> list[Row]:
+    """A row per (case, method) in both runs; ``batched`` itself is compared only with ``absolute``."""
+    keys = sorted(set(baseline) & set(current))
+    if not absolute:
+        keys = [k for k in keys if k[1] != BATCHED]
+    if not keys:
+        raise BadInput("the two runs have no case and method in common")
+    rows = []
+    for key in keys:
+        base, cur = _samples(baseline, key, absolute), _samples(current, key, absolute)
+        b, c = statistics.median(base), statistics.median(cur)
+        if c > b * (1 + threshold):
+            p = _slower_p(base, cur, "greater")
+            verdict = "REGRESSION" if p < alpha else "slower, not significant"
+        elif c < b / (1 + threshold):
+            p = _slower_p(base, cur, "less")
+            verdict = "improved" if p < alpha else "faster, not significant"
+        else:
+            p, verdict = 1.0, "ok"
+        rows.append(Row(*key, b, c, p, verdict))
+    return rows
+
+
+def format_table(rows: Sequence[Row], absolute: bool) -> str:
+    """The comparison as a Markdown table."""
+    unit = "median time (s)" if absolute else "overhead vs batched"
+    lines = [
+        f"| case | method | baseline {unit} | current | change | p | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.case} | {r.method} | {r.baseline:.4g} | {r.current:.4g} | {r.change:+.1%} | {r.p_value:.2g} | {r.verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m harness compare``: print the table, return the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m harness compare", description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", help="pytest-benchmark JSON of the reference run")
+    parser.add_argument("current", help="pytest-benchmark JSON of the run to judge")
+    parser.add_argument("--absolute", action="store_true", help="judge raw times (same machine only)")
+    parser.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD,
+        help=f"relative change of the median that counts (default {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--alpha", type=float, default=DEFAULT_ALPHA,
+        help=f"significance level of the Mann-Whitney U test on the raw rounds (default {DEFAULT_ALPHA})",
+    )
+    args = parser.parse_args(argv)
+    if args.threshold <= 0 or not 0 < args.alpha < 1:
+        parser.error("--threshold must be positive and --alpha between 0 and 1")
+    try:
+        baseline, current = load(args.baseline), load(args.current)
+        rows = compare(baseline, current, args.threshold, args.alpha, args.absolute)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(rows, args.absolute))
+    for label, only in (("baseline only", set(baseline) - set(current)), ("current only", set(current) - set(baseline))):
+        if only:
+            print(f"\n{label} (not compared): " + ", ".join(f"{case}/{method}" for case, method in sorted(only)))
+    regressions = [r for r in rows if r.verdict == "REGRESSION"]
+    print(f"\n{len(regressions)} regression(s) in {len(rows)} comparison(s) (threshold {args.threshold:.0%}, alpha {args.alpha})")
+    return 1 if regressions else 0

@@ -1,0 +1,132 @@
+"""The compare step on synthetic pytest-benchmark JSON: what it calls a regression, and bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from harness.benchcompare import main
+
+CASE = "cpu-float32-simple_cnn-B64"
+
+
+def rounds(median: float, n: int = 30, spread: float = 0.02, seed: int = 0) -> list[float]:
+    """``n`` noisy rounds around ``median`` (uniform within +-spread)."""
+    rng = random.Random(seed)
+    return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
+
+
+def write_run(path: Path, times: dict[str, list[float]], case: str = CASE) -> Path:
+    """A minimal pytest-benchmark JSON file with one benchmark per method of ``case``."""
+    benchmarks = [
+        {
+            "group": case,
+            "name": f"test_bench[{case}-{method}]",
+            "fullname": f"tests/benchmarks/test_bench.py::test_bench[{case}-{method}]",
+            "param": method,
+            "extra_info": {"case": case, "method": method},
+            "stats": {"data": data, "rounds": len(data)},
+        }
+        for method, data in times.items()
+    ]
+    path.write_text(json.dumps({"machine_info": {"node": "test"}, "benchmarks": benchmarks, "version": "5.3.1"}))
+    return path
+
+
+def run(tmp_path: Path, base: dict, cur: dict, *args: str, capsys) -> tuple[int, str, str]:
+    code = main([str(write_run(tmp_path / "base.json", base)), str(write_run(tmp_path / "cur.json", cur)), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def line(out: str, method: str) -> str:
+    return next(row for row in out.splitlines() if f"| {method} |" in row)
+
+
+def test_unchanged_code_does_not_alarm(tmp_path, capsys):
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = {"batched": rounds(1.0, seed=3), "vmap": rounds(2.0, seed=4)}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 0 and "| ok |" in line(out, "vmap")
+
+
+def test_a_25_percent_slowdown_is_a_regression(tmp_path, capsys):
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = {"batched": rounds(1.0, seed=3), "vmap": rounds(2.5, seed=4)}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 1
+    assert "REGRESSION" in line(out, "vmap") and "+24." in line(out, "vmap")
+    assert "1 regression(s) in 1 comparison(s)" in out
+
+
+def test_a_speed_up_is_an_improvement_not_a_failure(tmp_path, capsys):
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = {"batched": rounds(1.0, seed=3), "vmap": rounds(1.5, seed=4)}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 0 and "improved" in line(out, "vmap")
+
+
+def test_a_slower_machine_does_not_alarm_on_ratios_but_does_with_absolute(tmp_path, capsys):
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = {"batched": rounds(1.5, seed=3), "vmap": rounds(3.0, seed=4)}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 0 and "| ok |" in line(out, "vmap")
+    code, out, _ = run(tmp_path, base, cur, "--absolute", capsys=capsys)
+    assert code == 1 and "REGRESSION" in line(out, "vmap") and "REGRESSION" in line(out, "batched")
+
+
+def test_a_change_beyond_the_threshold_without_support_in_the_rounds_is_reported_not_failed(tmp_path, capsys):
+    base = {"batched": [1.0, 1.0, 1.0], "vmap": [2.0, 1.0, 3.0]}
+    cur = {"batched": [1.0, 1.0, 1.0], "vmap": [2.5, 1.2, 3.1]}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 0 and "slower, not significant" in line(out, "vmap")
+
+
+def test_noise_inside_the_threshold_is_ok(tmp_path, capsys):
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = {"batched": rounds(1.0, seed=3), "vmap": rounds(2.1, seed=4)}
+    code, out, _ = run(tmp_path, base, cur, "--threshold", "0.10", capsys=capsys)
+    assert code == 0 and "| ok |" in line(out, "vmap")
+
+
+def test_cases_in_one_run_only_are_listed(tmp_path, capsys):
+    base = {"batched": rounds(1.0), "vmap": rounds(2.0), "loop": rounds(9.0)}
+    cur = {"batched": rounds(1.0), "vmap": rounds(2.0), "my-method": rounds(3.0)}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 0
+    assert f"baseline only (not compared): {CASE}/loop" in out
+    assert f"current only (not compared): {CASE}/my-method" in out
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
+    good = write_run(tmp_path / "good.json", {"batched": rounds(1.0), "vmap": rounds(2.0)})
+    (tmp_path / "garbage.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"results": []}))
+    no_rounds = write_run(tmp_path / "norounds.json", {"batched": [], "vmap": []})
+    elsewhere = write_run(tmp_path / "elsewhere.json", {"batched": rounds(1.0), "vmap": rounds(2.0)}, case="cpu-mlp-B7")
+    cases = [
+        (tmp_path / "missing.json", "missing.json: no such file"),
+        (tmp_path / "garbage.json", "garbage.json: not JSON"),
+        (tmp_path / "other.json", "other.json: not pytest-benchmark JSON"),
+        (no_rounds, "has no raw rounds (stats.data); record runs with --benchmark-save-data"),
+        (elsewhere, "the two runs have no case and method in common"),
+    ]
+    for path, message in cases:
+        assert main([str(good), str(path)]) == 2, message
+        assert message in capsys.readouterr().err
+
+
+def test_normalizing_needs_the_batched_timing(tmp_path, capsys):
+    code, _, err = run(tmp_path, {"vmap": rounds(2.0)}, {"vmap": rounds(2.0)}, capsys=capsys)
+    assert code == 2 and "has no 'batched' timing to normalize by (or pass --absolute)" in err
+
+
+def test_the_module_entry_point_dispatches(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "harness", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "usage: python -m harness {compare}" in proc.stderr
