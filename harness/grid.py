@@ -39,9 +39,18 @@ class Cell:
 
     @property
     def expected(self) -> Optional[ExpectedFailure]:
-        """The support-matrix row for this cell, if it is expected to fail."""
+        """The support-matrix row for this cell, if it is expected to fail (a benchmark never is)."""
+        if self.check == "benchmark":
+            return None
         method = self.method or "vmap"
         return expected_failure(method, self.model, self.precision, self.device, self.check)
+
+    @property
+    def cannot_run(self) -> Optional[ExpectedFailure]:
+        """For a benchmark: the support-matrix row that says its method fails on this case."""
+        if self.method is None or self.check != "benchmark":
+            return None
+        return expected_failure(self.method, self.model, self.precision, self.device, "grads")
 
     def build(self) -> Case:
         """Build the cell's case."""
@@ -125,10 +134,33 @@ def property_cells() -> Iterator[PropertyCell]:
                     yield PropertyCell(layer, precision, device, method)
 
 
+#: The benchmark cases: (model, batch size, slow). The seeds' scenarios are simple_cnn at B=64
+#: (the torch.func tutorial's loop-vs-vmap timing) and resnet18 with GroupNorm at B=128 (the
+#: functorch-vs-Opacus script; the no-in-place twin is the one Opacus' hooks can run).
+BENCHMARK_CASES = (
+    ("mlp", 32, False),
+    ("smooth_cnn", 16, False),
+    ("simple_cnn", 64, False),
+    ("resnet18_gn", 128, True),
+    ("resnet18_gn_noinplace", 128, True),
+)
+
+
+def benchmark_cells() -> Iterator[Cell]:
+    """Every method, the batched step and the loop, on every benchmark case, in float32."""
+    from harness.bench import BATCHED
+
+    for model, batch_size, slow in BENCHMARK_CASES:
+        for device in DEVICES:
+            for method in (BATCHED, *METHODS):
+                yield Cell(model, batch_size, "float32", device, method, check="benchmark", slow=slow)
+
+
 #: The fixture names the plugin parametrizes, and the grid each one draws from.
 GRIDS = {
     "oracle_cell": oracle_cells,
     "sum_cell": sum_cells,
     "batching_rule_cell": batching_rule_cells,
     "property_cell": property_cells,
+    "benchmark_cell": benchmark_cells,
 }

@@ -21,11 +21,38 @@ MARKERS = {
     "cuda": "runs on a CUDA device (skipped with a reason where there is none)",
     "slow": "heavy case (big model or batch); left out unless -m selects slow",
 }
+#: Markers whose items run only when the ``-m`` expression names them (``benchmark`` is
+#: pytest-benchmark's own marker: the timing suite wants a quiet machine, not the default run).
+OPT_IN = ("slow", "benchmark")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    if hasattr(config.option, "benchmark_save_data"):
+        # before pytest-benchmark reads its options: keep raw rounds (the compare step tests
+        # them), and store runs per torch version under baselines/ (its machine id does not
+        # tell torch versions apart), so --benchmark-compare finds the committed baselines
+        config.option.benchmark_save_data = True
+        if config.option.benchmark_storage == "file://./.benchmarks":
+            config.option.benchmark_storage = f"file://{config.rootpath / 'baselines' / _torch_env()}"
+
+
+def _torch_env() -> str:
+    return "torch-" + torch.__version__.replace("+", "-")
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    from harness.bench import machine_info as extra
+
+    machine_info.update(extra())
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    from harness.bench import add_ratios
+
+    add_ratios(output_json["benchmarks"])
 
 
 def _param(cell: Cell | PropertyCell):
@@ -37,6 +64,8 @@ def _param(cell: Cell | PropertyCell):
         ]
     if cell.slow:
         marks.append(pytest.mark.slow)
+    if getattr(cell, "check", None) == "benchmark":
+        marks.append(pytest.mark.benchmark)
     row = cell.expected
     if row is not None:
         marks.append(pytest.mark.xfail(strict=True, raises=HarnessError, reason=row.describe()))
@@ -50,13 +79,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave ``slow`` items out unless the ``-m`` expression names them."""
-    if re.search(r"\bslow\b", config.getoption("markexpr") or ""):
-        return
-    slow = [item for item in items if item.get_closest_marker("slow")]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    """Leave ``slow`` and ``benchmark`` items out unless the ``-m`` expression names them."""
+    expression = config.getoption("markexpr") or ""
+    left_out = [name for name in OPT_IN if not re.search(rf"\b{name}\b", expression)]
+    dropped = [item for item in items if any(item.get_closest_marker(name) for name in left_out)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 @contextlib.contextmanager
@@ -66,6 +95,7 @@ def restored_global_state(seed: int = 0) -> Iterator[None]:
     tf32 = tf32_flags()
     matmul_precision = torch.get_float32_matmul_precision()
     deterministic = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    threads = torch.get_num_threads()
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     torch.manual_seed(seed)
@@ -76,6 +106,7 @@ def restored_global_state(seed: int = 0) -> Iterator[None]:
         set_tf32(*tf32)
         torch.set_float32_matmul_precision(matmul_precision)
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.set_num_threads(threads)
         torch.set_rng_state(rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)

@@ -130,3 +130,16 @@ def test_the_module_entry_point_dispatches(tmp_path):
 
     proc = subprocess.run([sys.executable, "-m", "harness", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage: python -m harness {compare}" in proc.stderr
+
+
+def test_each_benchmark_gets_its_overhead_and_speedup():
+    from harness.bench import add_ratios
+
+    benchmarks = [
+        {"extra_info": {"case": CASE, "method": method}, "stats": {"median": median}}
+        for method, median in (("batched", 0.5), ("loop", 8.0), ("vmap", 2.0))
+    ]
+    add_ratios(benchmarks)
+    vmap = benchmarks[2]["extra_info"]
+    assert vmap["overhead"] == pytest.approx(4.0) and vmap["speedup"] == pytest.approx(4.0)
+    assert benchmarks[1]["extra_info"]["speedup"] == pytest.approx(1.0)

@@ -1,0 +1,68 @@
+"""What the benchmark suite times, and what it adds to pytest-benchmark's records.
+
+Every group (one case: model x batch x device) times each method, the plain batched
+forward+backward (``batched``) and the loop in the same run, so each method gets an
+overhead ratio (method / batched) and a speedup (loop / method) that carry across machines.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from harness.benchcompare import BATCHED
+from harness.case import Case
+from harness.methods import get_method
+
+#: Fixed for every benchmark and recorded in the machine info: thread count changes timings.
+THREADS = 2
+#: pytest-benchmark does no warm-up by default on CPython; the seeds' loop took 9 s on its
+#: first call and 0.24 s on later ones (SimpleCNN, B=64, CPU).
+WARMUP_ROUNDS = 2
+ROUNDS = 10
+
+
+def _batched_step(case: Case) -> None:
+    case.model.zero_grad(set_to_none=True)
+    case.loss_fn(case.model(case.inputs), case.targets).backward()
+    case.model.zero_grad(set_to_none=True)
+
+
+def workload(method: str, case: Case) -> Callable[[], None]:
+    """One timed call: the method (or ``batched``) on the case, ending in a CUDA synchronize."""
+    step = (lambda: _batched_step(case)) if method == BATCHED else (lambda: get_method(method)(case))
+    sync = torch.cuda.synchronize if case.device.type == "cuda" else (lambda: None)
+
+    def call() -> None:
+        step()
+        sync()
+
+    return call
+
+
+def add_ratios(benchmarks: list[dict]) -> None:
+    """Write ``overhead`` (median / batched median) and ``speedup`` (loop / median) into each
+    benchmark's ``extra_info``, per group, where the group has those timings."""
+    groups: dict[str, dict[str, float]] = {}
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        if "case" in info and "method" in info:
+            groups.setdefault(info["case"], {})[info["method"]] = bench["stats"]["median"]
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        medians = groups.get(info.get("case"), {})
+        median = bench["stats"]["median"]
+        if BATCHED in medians:
+            info["overhead"] = median / medians[BATCHED]
+        if "loop" in medians:
+            info["speedup"] = medians["loop"] / median
+
+
+def machine_info() -> dict[str, object]:
+    """What pytest-benchmark's machine id does not tell apart: torch, threads, the GPU."""
+    info: dict[str, object] = {"torch": torch.__version__, "torch_threads": THREADS}
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name()
+    return info
+

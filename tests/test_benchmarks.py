@@ -1,0 +1,28 @@
+"""The speed guard: ``python -m pytest -m benchmark`` times every method on every benchmark case.
+
+Not part of the default run. Store a run with ``--benchmark-json=FILE`` (or
+``--benchmark-autosave``, into ``baselines/torch-<version>/``) and judge it with
+``python -m harness compare``; heavy cases also carry ``slow`` (``-m "benchmark and slow"``).
+"""
+
+import pytest
+import torch
+
+from harness.bench import ROUNDS, THREADS, WARMUP_ROUNDS, workload
+
+
+def test_benchmark(benchmark_cell, benchmark):
+    cell = benchmark_cell
+    row = cell.cannot_run
+    if row is not None:
+        pytest.skip(f"{cell.method} cannot run on {cell.model} (support matrix): {row.describe()}")
+    torch.set_num_threads(THREADS)
+    case = cell.build()
+    call = workload(cell.method, case)
+    if case.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    benchmark.group = case.id
+    benchmark.extra_info.update(case=case.id, method=cell.method, threads=THREADS)
+    benchmark.pedantic(call, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    if case.device.type == "cuda":
+        benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()
