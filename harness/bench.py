@@ -7,6 +7,7 @@ overhead ratio (method / batched) and a speedup (loop / method) that carry acros
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
@@ -59,9 +60,21 @@ def add_ratios(benchmarks: list[dict]) -> None:
             info["speedup"] = medians["loop"] / median
 
 
+def machine_class() -> str:
+    """What a baseline carries across: the GPU's name, or the CPU core count (``cpu-2cores``)."""
+    if torch.cuda.is_available():
+        return "cuda-" + torch.cuda.get_device_name().replace(" ", "_")
+    return f"cpu-{os.cpu_count()}cores"
+
+
+def storage_name() -> str:
+    """The folder under ``baselines/`` for this machine class and torch version."""
+    return f"{machine_class()}-torch-{torch.__version__.replace('+', '-')}"
+
+
 def machine_info() -> dict[str, object]:
     """What pytest-benchmark's machine id does not tell apart: torch, threads, the GPU."""
-    info: dict[str, object] = {"torch": torch.__version__, "torch_threads": THREADS}
+    info: dict[str, object] = {"torch": torch.__version__, "torch_threads": THREADS, "machine_class": machine_class()}
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
     return info

@@ -32,15 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     if hasattr(config.option, "benchmark_save_data"):
         # before pytest-benchmark reads its options: keep raw rounds (the compare step tests
-        # them), and store runs per torch version under baselines/ (its machine id does not
-        # tell torch versions apart), so --benchmark-compare finds the committed baselines
+        # them), and store runs per machine class and torch version under baselines/ (its
+        # machine id tells neither apart), so --benchmark-compare finds the committed baselines
         config.option.benchmark_save_data = True
         if config.option.benchmark_storage == "file://./.benchmarks":
-            config.option.benchmark_storage = f"file://{config.rootpath / 'baselines' / _torch_env()}"
+            from harness.bench import storage_name
 
-
-def _torch_env() -> str:
-    return "torch-" + torch.__version__.replace("+", "-")
+            config.option.benchmark_storage = f"file://{config.rootpath / 'baselines' / storage_name()}"
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

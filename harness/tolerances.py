@@ -59,12 +59,15 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ),
     ("float32", "drawn-stack"): Tolerance(
         rtol=5e-2,
-        atol=1e-5,
+        atol=1e-3,
         reason=(
             "two or three drawn layers, with normalizations: a normalization undoes the scale and shift "
             "a narrow layer before it applies (a depthwise 1x1 conv before an instance norm), so float32 "
-            "keeps little more than rounding noise of that layer's gradient. Measured worst 7.9e-3 over "
-            "1000 draws (loop and vmap alike); only gross float32 errors show here, the float64 row holds the rest"
+            "keeps little more than rounding noise of that layer's gradient: measured worst rtol 7.9e-3 "
+            "over 1000 draws (loop and vmap alike). Where the invariance is exact (a group of three values "
+            "of which two are equal normalizes to a fixed pattern) the float64 gradient is 1e-13 and float32 "
+            "returns noise up to 8.5e-5 (nightly, 300 draws per method), hence atol. Only gross float32 "
+            "errors show here; the float64 row holds every draw to 1e-10"
         ),
     ),
     ("tf32", "any"): Tolerance(
