@@ -28,6 +28,12 @@ OPT_IN = ("slow", "benchmark")
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    from harness.envcheck import BrokenEnvironment, check_torch_pair
+
+    try:
+        check_torch_pair()
+    except BrokenEnvironment as exc:
+        raise pytest.UsageError(f"broken environment: {exc}") from None
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     if hasattr(config.option, "benchmark_save_data"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_a_25_percent_slowdown_is_a_regression(tmp_path, capsys):
     code, out, _ = run(tmp_path, base, cur, capsys=capsys)
     assert code == 1
     assert "REGRESSION" in line(out, "vmap") and "+24." in line(out, "vmap")
-    assert "1 regression(s) in 1 comparison(s)" in out
+    assert "1 regression(s) in 1 comparison(s) against 1 baseline run(s)" in out
 
 
 def test_a_speed_up_is_an_improvement_not_a_failure(tmp_path, capsys):
@@ -92,6 +93,20 @@ def test_noise_inside_the_threshold_is_ok(tmp_path, capsys):
     assert code == 0 and "| ok |" in line(out, "vmap")
 
 
+def test_the_spread_of_several_baseline_runs_widens_the_threshold(tmp_path, capsys):
+    """Baseline runs at 2.0, 2.4 and 2.8 (spread 17% around 2.4): +25% is noise there, +50% is not."""
+    paths = [
+        write_run(tmp_path / f"base{i}.json", {"batched": rounds(1.0, seed=i), "vmap": rounds(m, seed=10 + i)})
+        for i, m in enumerate((2.0, 2.4, 2.8))
+    ]
+    for median, verdict, code in ((3.0, "| ok |", 0), (3.6, "REGRESSION", 1)):
+        cur = write_run(tmp_path / "cur.json", {"batched": rounds(1.0, seed=7), "vmap": rounds(median, seed=8)})
+        assert main([*map(str, paths), str(cur)]) == code
+        out = capsys.readouterr().out
+        assert verdict in line(out, "vmap") and re.search(r"\| 3[3-5]% \|", line(out, "vmap"))
+        assert "against 3 baseline run(s)" in out
+
+
 def test_cases_in_one_run_only_are_listed(tmp_path, capsys):
     base = {"batched": rounds(1.0), "vmap": rounds(2.0), "loop": rounds(9.0)}
     cur = {"batched": rounds(1.0), "vmap": rounds(2.0), "my-method": rounds(3.0)}
@@ -112,7 +127,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
         (tmp_path / "garbage.json", "garbage.json: not JSON"),
         (tmp_path / "other.json", "other.json: not pytest-benchmark JSON"),
         (no_rounds, "has no raw rounds (stats.data); record runs with --benchmark-save-data"),
-        (elsewhere, "the two runs have no case and method in common"),
+        (elsewhere, "the baseline and current runs have no case and method in common"),
     ]
     for path, message in cases:
         assert main([str(good), str(path)]) == 2, message
@@ -129,7 +144,7 @@ def test_the_module_entry_point_dispatches(tmp_path):
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "harness", "nope"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "usage: python -m harness {compare}" in proc.stderr
+    assert proc.returncode == 2 and "usage: python -m harness {compare,check-env}" in proc.stderr
 
 
 def test_each_benchmark_gets_its_overhead_and_speedup():

@@ -8,7 +8,7 @@ Not part of the default run. Store a run with ``--benchmark-json=FILE`` (or
 import pytest
 import torch
 
-from harness.bench import ROUNDS, THREADS, WARMUP_ROUNDS, workload
+from harness.bench import BATCHED, ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, workload
 
 
 def test_benchmark(benchmark_cell, benchmark):
@@ -21,8 +21,11 @@ def test_benchmark(benchmark_cell, benchmark):
     call = workload(cell.method, case)
     if case.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    paired = PairedBatched(case) if cell.method != BATCHED else None
     benchmark.group = case.id
     benchmark.extra_info.update(case=case.id, method=cell.method, threads=THREADS)
-    benchmark.pedantic(call, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    benchmark.pedantic(call, setup=paired, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    if paired is not None:
+        benchmark.extra_info["batched_rounds"] = paired.rounds[-ROUNDS:]
     if case.device.type == "cuda":
         benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()

@@ -1,0 +1,65 @@
+"""Guard against a broken torch/torchvision pair before anything runs.
+
+torchvision's wheels pin one torch release and import only with the registry's regular build
+of it: with the CPU-only ``torch==2.13.0+cpu`` wheel, ``import torchvision`` fails with
+"operator torchvision::nms does not exist" although the versions match. Such an environment
+must stop the run with a message naming the pair, not fail or pass in some confusing way.
+
+    python -m harness check-env
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from typing import Optional, Sequence
+
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+
+class BrokenEnvironment(Exception):
+    """The installed torch and torchvision do not work together."""
+
+
+def _pinned_torch() -> Optional[Requirement]:
+    for text in metadata.requires("torchvision") or ():
+        req = Requirement(text)
+        if req.name == "torch" and req.marker is None:
+            return req
+    return None
+
+
+def check_torch_pair() -> str:
+    """Return ``"torch X with torchvision Y"`` if they import together; raise :class:`BrokenEnvironment` if not."""
+    try:
+        torch_version = metadata.version("torch")
+        vision_version = metadata.version("torchvision")
+    except metadata.PackageNotFoundError as exc:
+        raise BrokenEnvironment(f"{exc.name} is not installed; install the project with a constraints file") from None
+    pair = f"torch {torch_version} with torchvision {vision_version}"
+    pinned = _pinned_torch()
+    if pinned is not None and Version(torch_version) not in pinned.specifier:
+        raise BrokenEnvironment(
+            f"{pair}: torchvision {vision_version} requires torch{pinned.specifier}; "
+            "install a matching pair (constraints/torch-*.txt)"
+        )
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # a mismatched build fails in operator registration, not with ImportError alone
+        raise BrokenEnvironment(
+            f"{pair} do not import together ({type(exc).__name__}: {exc}). torchvision has no CPU build: "
+            "it needs the registry's regular torch of its version, not the +cpu wheel "
+            "(install with -c constraints/torch-*.txt)"
+        ) from None
+    return pair
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m harness check-env``: 0 and the pair if it works, 2 and why if not."""
+    try:
+        print(check_torch_pair(), "import together")
+    except BrokenEnvironment as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,39 @@
+"""The torch/torchvision guard names the pair and why it cannot work."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness import envcheck
+from harness.envcheck import BrokenEnvironment, check_torch_pair
+
+
+def fake_versions(monkeypatch, torch: str, torchvision: str, pin: str) -> None:
+    versions = {"torch": torch, "torchvision": torchvision}
+    monkeypatch.setattr(envcheck.metadata, "version", lambda name: versions[name])
+    monkeypatch.setattr(envcheck.metadata, "requires", lambda name: [f"torch (=={pin})", "numpy"])
+
+
+def test_this_environment_has_a_working_pair():
+    assert check_torch_pair().startswith("torch ")
+
+
+def test_a_version_mismatch_names_the_pair(monkeypatch):
+    fake_versions(monkeypatch, "2.13.0+cpu", "0.29.0", "2.14.0")
+    with pytest.raises(BrokenEnvironment, match=r"torch 2\.13\.0\+cpu with torchvision 0\.29\.0: .*requires torch==2\.14\.0"):
+        check_torch_pair()
+
+
+def test_a_pair_that_does_not_import_names_the_cpu_wheel_trap(monkeypatch):
+    fake_versions(monkeypatch, "2.13.0+cpu", "0.28.0", "2.13.0")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise
+    with pytest.raises(BrokenEnvironment, match=r"torch 2\.13\.0\+cpu with torchvision 0\.28\.0 do not import together.*no CPU build"):
+        check_torch_pair()
+
+
+def test_check_env_command_exits_2_with_the_reason(monkeypatch, capsys):
+    fake_versions(monkeypatch, "2.13.0+cpu", "0.29.0", "2.14.0")
+    assert envcheck.main([]) == 2
+    assert "error: torch 2.13.0+cpu with torchvision 0.29.0" in capsys.readouterr().err
