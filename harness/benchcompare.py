@@ -30,9 +30,9 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 BATCHED = "batched"
 DEFAULT_THRESHOLD = 0.15
@@ -137,7 +137,7 @@ def _samples(run: Run, key: tuple[str, str], absolute: bool) -> list[float]:
     if absolute:
         return list(timing.rounds)
     if timing.paired_batched:
-        return [r / b for r, b in zip(timing.rounds, timing.paired_batched)]
+        return [r / b for r, b in zip(timing.rounds, timing.paired_batched, strict=True)]
     batched = run.get((timing.case, BATCHED))
     if batched is None:
         raise BadInput(f"case {timing.case!r} has no {BATCHED!r} timing to normalize by (or pass --absolute)")
@@ -201,7 +201,7 @@ def format_table(rows: Sequence[Row], absolute: bool) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness compare``: print the table, return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m harness compare", description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -34,7 +34,7 @@ _FALLBACK = re.compile(r"There is a performance drop because we have not yet imp
 
 
 @contextlib.contextmanager
-def as_expected(row: Optional[ExpectedFailure]) -> Iterator[None]:
+def as_expected(row: ExpectedFailure | None) -> Iterator[None]:
     """Let a failure through as the expected one only if it matches the support-matrix row's error."""
     try:
         yield
@@ -67,7 +67,7 @@ def check_oracle(cell: Cell) -> Comparison:
         return assert_close(result, reference, _tolerance(cell), describe(cell.method, case))
 
 
-def check_drawn(problem: Problem, method: str, precision: str, device: str = "cpu") -> Optional[ExpectedFailure]:
+def check_drawn(problem: Problem, method: str, precision: str, device: str = "cpu") -> ExpectedFailure | None:
     """A drawn problem, checked like a zoo case against the float64 oracle.
 
     The support matrix decides per example: where a row covers one of the drawn layers, the
@@ -95,7 +95,7 @@ def check_drawn(problem: Problem, method: str, precision: str, device: str = "cp
     return None
 
 
-def check_property(cell: PropertyCell, min_examples: int = 0) -> list[Optional[ExpectedFailure]]:
+def check_property(cell: PropertyCell, min_examples: int = 0) -> list[ExpectedFailure | None]:
     """Check problems drawn for the cell's layer strategy under the active Hypothesis profile.
 
     ``min_examples`` raises the profile's ``max_examples`` where a caller needs more draws.
@@ -104,7 +104,7 @@ def check_property(cell: PropertyCell, min_examples: int = 0) -> list[Optional[E
     failure is raised with the shrunk ``Problem(...)`` in its notes, as Hypothesis prints it.
     """
     __tracebackhide__ = True
-    outcomes: list[Optional[ExpectedFailure]] = []
+    outcomes: list[ExpectedFailure | None] = []
 
     @given(problem=problems(LAYER_STRATEGIES[cell.layer]))
     def check(problem: Problem) -> None:

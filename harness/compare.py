@@ -6,8 +6,9 @@ Distances are norm-wise per sample and per parameter: ``||g - g*|| <= atol + rto
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -132,7 +133,7 @@ class ModelState:
     hooks: tuple[int, ...]
 
     @classmethod
-    def of(cls, model: nn.Module) -> "ModelState":
+    def of(cls, model: nn.Module) -> ModelState:
         """Snapshot ``model``."""
         return cls(
             values={n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()},

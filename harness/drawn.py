@@ -9,8 +9,10 @@ falsifying example printed by Hypothesis can be pasted back to reproduce it, e.g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from itertools import pairwise
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -98,7 +100,7 @@ class DrawnModel(nn.Module):
         self.layers = nn.ModuleList(layer.build() for layer in layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, (call, layer) in enumerate(zip(self.calls, self.layers)):
+        for i, (call, layer) in enumerate(zip(self.calls, self.layers, strict=True)):
             if i:
                 x = torch.tanh(x)
             if call == "plain":
@@ -130,7 +132,7 @@ class Problem:
     def __post_init__(self) -> None:
         if not self.layers:
             raise ValueError("a drawn problem needs at least one layer")
-        for before, after in zip(self.layers, self.layers[1:]):
+        for before, after in pairwise(self.layers):
             if before.out_shape != after.in_shape or LAYER_KINDS[after.kind].takes_indices:
                 raise ValueError(f"layer {after.kind} cannot take the output {before.out_shape} of {before.kind}")
 

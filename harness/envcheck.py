@@ -11,8 +11,8 @@ must stop the run with a message naming the pair, not fail or pass in some confu
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Optional, Sequence
 
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -22,7 +22,7 @@ class BrokenEnvironment(Exception):
     """The installed torch and torchvision do not work together."""
 
 
-def _pinned_torch() -> Optional[Requirement]:
+def _pinned_torch() -> Requirement | None:
     for text in metadata.requires("torchvision") or ():
         req = Requirement(text)
         if req.name == "torch" and req.marker is None:
@@ -55,7 +55,7 @@ def check_torch_pair() -> str:
     return pair
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness check-env``: 0 and the pair if it works, 2 and why if not."""
     try:
         print(check_torch_pair(), "import together")

@@ -6,8 +6,8 @@ its ``cuda``/``slow`` markers and, from the support matrix, its strict xfail.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
 
 from harness.case import Case, build_case, case_id
 from harness.methods import METHODS
@@ -26,7 +26,7 @@ class Cell:
     batch_size: int
     precision: str
     device: str
-    method: Optional[str] = None
+    method: str | None = None
     loss_reduction: str = "mean"
     check: str = "grads"
     slow: bool = False
@@ -38,7 +38,7 @@ class Cell:
         return f"{base}-{self.method}" if self.method else base
 
     @property
-    def expected(self) -> Optional[ExpectedFailure]:
+    def expected(self) -> ExpectedFailure | None:
         """The support-matrix row for this cell, if it is expected to fail (a benchmark never is)."""
         if self.check == "benchmark":
             return None
@@ -46,7 +46,7 @@ class Cell:
         return expected_failure(method, self.model, self.precision, self.device, self.check)
 
     @property
-    def cannot_run(self) -> Optional[ExpectedFailure]:
+    def cannot_run(self) -> ExpectedFailure | None:
         """For a benchmark: the support-matrix row that says its method fails on this case."""
         if self.method is None or self.check != "benchmark":
             return None

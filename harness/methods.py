@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -24,7 +24,7 @@ METHODS: dict[str, MethodFn] = {}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-def register_method(name: str, fn: Optional[MethodFn] = None, *, replace: bool = False):
+def register_method(name: str, fn: MethodFn | None = None, *, replace: bool = False):
     """Register ``fn`` under ``name`` (usable as a decorator); ``replace=True`` swaps an existing one."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
@@ -53,19 +53,19 @@ def get_method(name: str) -> MethodFn:
 
 def loop_grads(case: Case) -> dict[str, torch.Tensor]:
     """One forward and one ``torch.autograd.grad`` per sample (the tutorials' naive loop)."""
-    names, params = zip(*case.model.named_parameters())
+    names, params = zip(*case.model.named_parameters(), strict=True)
     per_sample: list[tuple[torch.Tensor, ...]] = []
     for i in range(case.batch_size):
         loss = case.loss_fn(case.model(case.inputs[i : i + 1]), case.targets[i : i + 1])
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        per_sample.append(tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)))
-    return {name: torch.stack(g) for name, g in zip(names, zip(*per_sample))}
+        per_sample.append(tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)))
+    return {name: torch.stack(g) for name, g in zip(names, zip(*per_sample, strict=True), strict=True)}
 
 
 register_method("loop", loop_grads)
 
 
-def _vmap_grads(case: Case, chunk_size: Optional[int] = None) -> dict[str, torch.Tensor]:
+def _vmap_grads(case: Case, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
     """``functional_call`` + ``vmap(grad(...), in_dims=(None, None, 0, 0))``, as the torch.func tutorial."""
     from torch.func import functional_call, grad, vmap
 
@@ -102,7 +102,7 @@ def functorch_grads(case: Case) -> dict[str, torch.Tensor]:
             return case.loss_fn(fmodel(params, buffers, sample.unsqueeze(0)), target.unsqueeze(0))
 
         grads = vmap(grad(compute_loss), in_dims=(None, None, 0, 0))(params, buffers, case.inputs, case.targets)
-    return {name: g for (name, _), g in zip(case.model.named_parameters(), grads)}
+    return {name: g for (name, _), g in zip(case.model.named_parameters(), grads, strict=True)}
 
 
 _LEFTOVER_ATTRIBUTES = ("grad_sample", "_forward_counter", "_current_grad_sample")

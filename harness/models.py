@@ -9,8 +9,8 @@ float64 oracle and a float32 case see exactly the same numbers.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
 
 import torch
 import torch.nn as nn

@@ -8,7 +8,7 @@ is filtered out with ``assume``. Sizes stay small: one example costs millisecond
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from hypothesis import strategies as st
 
@@ -24,7 +24,7 @@ def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) 
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _grouped_channels(draw: st.DrawFn, in_channels: Optional[int], min_width: int = 1) -> tuple[int, int, int]:
+def _grouped_channels(draw: st.DrawFn, in_channels: int | None, min_width: int = 1) -> tuple[int, int, int]:
     """(in_channels, out_channels, groups) with groups dividing both, at least ``min_width`` out."""
     if in_channels is None:
         groups = draw(st.sampled_from((1, 1, 2, 3)))
@@ -41,7 +41,7 @@ def _spatial(draw: st.DrawFn, dims: int, min_size: int = 1) -> Shape:
 
 
 @st.composite
-def conv(draw: st.DrawFn, dims: int = 2, in_shape: Optional[Shape] = None, min_width: int = 1) -> Layer:
+def conv(draw: st.DrawFn, dims: int = 2, in_shape: Shape | None = None, min_width: int = 1) -> Layer:
     """``nn.Conv{1,2,3}d``: kernel, stride, padding, dilation, groups dividing the channels, bias."""
     in_channels, out_channels, groups = _grouped_channels(draw, in_shape[0] if in_shape else None, min_width)
     kernel = draw(st.integers(1, 3))
@@ -60,7 +60,7 @@ def conv(draw: st.DrawFn, dims: int = 2, in_shape: Optional[Shape] = None, min_w
 
 
 @st.composite
-def conv_transpose2d(draw: st.DrawFn, in_shape: Optional[Shape] = None, min_width: int = 1) -> Layer:
+def conv_transpose2d(draw: st.DrawFn, in_shape: Shape | None = None, min_width: int = 1) -> Layer:
     """``nn.ConvTranspose2d``, with an output padding smaller than stride or dilation."""
     in_channels, out_channels, groups = _grouped_channels(draw, in_shape[0] if in_shape else None, min_width)
     kernel, dilation, stride = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
@@ -77,7 +77,7 @@ def conv_transpose2d(draw: st.DrawFn, in_shape: Optional[Shape] = None, min_widt
 
 
 @st.composite
-def linear(draw: st.DrawFn, in_shape: Optional[Shape] = None, min_width: int = 1) -> Layer:
+def linear(draw: st.DrawFn, in_shape: Shape | None = None, min_width: int = 1) -> Layer:
     """``nn.Linear`` with and without bias, on vectors or on a short sequence of them."""
     if in_shape is None:
         in_shape = (*draw(st.lists(st.integers(1, 4), max_size=1)), draw(st.integers(1, 6)))
@@ -102,7 +102,7 @@ def embedding(draw: st.DrawFn) -> Layer:
 MIN_NORMALIZED = 3
 
 
-def _normalized_shape(draw: st.DrawFn, in_shape: Optional[Shape]) -> tuple[Shape, Shape]:
+def _normalized_shape(draw: st.DrawFn, in_shape: Shape | None) -> tuple[Shape, Shape]:
     """(input shape, normalized trailing shape) with at least ``MIN_NORMALIZED`` normalized values."""
     if in_shape is None:
         in_shape = (*draw(st.lists(st.integers(1, 4), max_size=2)), draw(st.integers(MIN_NORMALIZED, 6)))
@@ -116,7 +116,7 @@ def _normalizable(shape: Shape) -> bool:
 
 
 @st.composite
-def layer_norm(draw: st.DrawFn, in_shape: Optional[Shape] = None) -> Layer:
+def layer_norm(draw: st.DrawFn, in_shape: Shape | None = None) -> Layer:
     """``nn.LayerNorm`` over the last one or two dimensions, with or without a bias."""
     in_shape, normalized = _normalized_shape(draw, in_shape)
     args = dict(normalized_shape=normalized, elementwise_affine=True, bias=draw(st.booleans()))
@@ -124,14 +124,14 @@ def layer_norm(draw: st.DrawFn, in_shape: Optional[Shape] = None) -> Layer:
 
 
 @st.composite
-def rms_norm(draw: st.DrawFn, in_shape: Optional[Shape] = None) -> Layer:
+def rms_norm(draw: st.DrawFn, in_shape: Shape | None = None) -> Layer:
     """``nn.RMSNorm`` over the last one or two dimensions."""
     in_shape, normalized = _normalized_shape(draw, in_shape)
     return Layer("rms_norm", (("normalized_shape", normalized),), in_shape, in_shape)
 
 
 @st.composite
-def group_norm(draw: st.DrawFn, in_shape: Optional[Shape] = None) -> Layer:
+def group_norm(draw: st.DrawFn, in_shape: Shape | None = None) -> Layer:
     """``nn.GroupNorm`` with a group count dividing the channels and enough values per group."""
     if in_shape is None:
         groups = draw(st.integers(1, 3))
@@ -144,7 +144,7 @@ def group_norm(draw: st.DrawFn, in_shape: Optional[Shape] = None) -> Layer:
 
 
 @st.composite
-def instance_norm(draw: st.DrawFn, dims: Optional[int] = None, in_shape: Optional[Shape] = None) -> Layer:
+def instance_norm(draw: st.DrawFn, dims: int | None = None, in_shape: Shape | None = None) -> Layer:
     """``nn.InstanceNorm{1,2,3}d`` with ``affine=True`` (enough values per channel)."""
     if in_shape is None:
         dims = dims or draw(st.integers(1, 3))

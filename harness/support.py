@@ -8,8 +8,9 @@ real failure), so a fix upstream shows as XPASS and the entry is then narrowed o
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING
 
 import torch
 from packaging.specifiers import SpecifierSet
@@ -45,7 +46,7 @@ class ExpectedFailure:
     devices: tuple[str, ...] = ("*",)
     torch: str = ""
     check: str = "grads"
-    when: Optional[Callable[["Layer"], bool]] = field(default=None, compare=False)
+    when: Callable[[Layer], bool] | None = field(default=None, compare=False)
 
     def applies(self, method: str, model: str, precision: str, device: str, check: str, torch_version: str) -> bool:
         """Whether this row covers the cell."""
@@ -273,8 +274,8 @@ def expected_failure(
     precision: str,
     device: str,
     check: str = "grads",
-    torch_version: Optional[str] = None,
-) -> Optional[ExpectedFailure]:
+    torch_version: str | None = None,
+) -> ExpectedFailure | None:
     """The support-matrix row covering this cell, or None if every check must pass."""
     if check not in CHECKS:
         raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
@@ -286,8 +287,8 @@ def expected_failure(
 
 
 def expected_failure_drawn(
-    method: str, problem: "Problem", precision: str, device: str, torch_version: Optional[str] = None
-) -> Optional[ExpectedFailure]:
+    method: str, problem: Problem, precision: str, device: str, torch_version: str | None = None
+) -> ExpectedFailure | None:
     """The support-matrix row covering a drawn problem: one that applies to any of its layers."""
     version = torch_version or torch.__version__
     for row in SUPPORT_MATRIX:

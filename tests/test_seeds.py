@@ -45,7 +45,7 @@ def tutorial_loop(model, data, targets, loss_fn=F.nll_loss):
     grads = [
         torch.autograd.grad(loss_fn(model(data[i : i + 1]), targets[i : i + 1]), params) for i in range(len(data))
     ]
-    return [torch.stack(shards) for shards in zip(*grads)]
+    return [torch.stack(shards) for shards in zip(*grads, strict=True)]
 
 
 def legacy_functorch_grads(model, data, targets, loss_fn=F.nll_loss):
@@ -87,11 +87,11 @@ def check_seed_claim(request, method: str, device: str, fast, *, atol: float, rt
     oracle_model = SimpleCNN()
     oracle_model.load_state_dict(model.state_dict())
     oracle = tutorial_loop(oracle_model.double(), data.cpu().double(), targets.cpu())
-    comparison = compare(dict(zip(names, result)), dict(zip(names, oracle)), tolerance_for("float32", "kinks"))
+    comparison = compare(dict(zip(names, result, strict=True)), dict(zip(names, oracle, strict=True)), tolerance_for("float32", "kinks"))
     assert comparison.ok, f"{method} differs from the float64 oracle: {comparison.worst}"
     loop = tutorial_loop(model, data, targets)
     with as_expected(row):
-        for name, expected, actual in zip(names, loop, result):
+        for name, expected, actual in zip(names, loop, result, strict=True):
             if not torch.allclose(actual, expected, atol=atol, rtol=rtol):
                 diff = (actual - expected).abs().max().item()
                 raise ToleranceError(f"{name}: max abs diff {diff:.3e} beyond atol={atol}, rtol={rtol}")
@@ -161,7 +161,7 @@ def test_functorch_vs_opacus_benchmark_against_the_oracle(batch_size):
     targets = torch.randint(0, 10, (batch_size,))
     torch.manual_seed(0)
     model_opacus = resnet18_gn_no_inplace()
-    for p_f, p_o in zip(model_functorch.parameters(), model_opacus.parameters()):
+    for p_f, p_o in zip(model_functorch.parameters(), model_opacus.parameters(), strict=True):
         assert torch.equal(p_f, p_o)
 
     names = [name for name, _ in model_functorch.named_parameters()]
@@ -169,20 +169,20 @@ def test_functorch_vs_opacus_benchmark_against_the_oracle(batch_size):
     oracle_model = resnet18_gn_no_inplace()
     oracle_model.load_state_dict(model_functorch.state_dict())
     oracle_model.double()
-    oracle = dict(zip(names, tutorial_loop(oracle_model, images[picked].double(), targets[picked], F.cross_entropy)))
+    oracle = dict(zip(names, tutorial_loop(oracle_model, images[picked].double(), targets[picked], F.cross_entropy), strict=True))
 
     tol = tolerance_for("float32", "kinks")
     # Keep only the picked samples of each result, so the two full results never coexist in memory.
     functorch_result = [g[picked] for g in ported_functorch_grads(model_functorch, images, targets)]
     opacus_result = [g[picked] for g in ported_opacus_grads(model_opacus, images, targets)]
     for label, result in (("functorch", functorch_result), ("opacus", opacus_result)):
-        comparison = compare(dict(zip(names, result)), oracle, tol)
+        comparison = compare(dict(zip(names, result, strict=True)), oracle, tol)
         assert comparison.ok, f"{label} differs from the float64 oracle: {comparison.worst}"
         print(f"B={batch_size}: {label} vs float64 oracle, worst relative error {comparison.max_rel_err:.2e}")
     todo_disagreements = [
-        n for n, r, e in zip(names, functorch_result, opacus_result) if not torch.allclose(r, e, rtol=1e-5)
+        n for n, r, e in zip(names, functorch_result, opacus_result, strict=True) if not torch.allclose(r, e, rtol=1e-5)
     ]
-    agreement = compare(dict(zip(names, functorch_result)), dict(zip(names, opacus_result)), tol)
+    agreement = compare(dict(zip(names, functorch_result, strict=True)), dict(zip(names, opacus_result, strict=True)), tol)
     assert agreement.ok, f"functorch and Opacus disagree norm-wise: {agreement.worst}"
     print(
         f"B={batch_size}: functorch vs Opacus, worst relative difference {agreement.max_rel_err:.2e}; "
