@@ -34,6 +34,8 @@ class Case:
     precision: Precision = field(repr=False)
     batch_size: int
     seed: int = 0
+    #: The clipping bound C, set for the clipped-step checks (methods that return it read it).
+    max_grad_norm: float | None = None
 
     @property
     def id(self) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import given, settings
 
-from harness.case import build_case
+from harness.case import Case, build_case
+from harness.clipping import clipped_count, clipped_sum, mid_bound, per_sample_norms
 from harness.compare import Comparison, assert_close
 from harness.drawn import Problem
 from harness.errors import (
@@ -23,9 +25,10 @@ from harness.errors import (
     UnexpectedPass,
 )
 from harness.grid import Cell, PropertyCell
+from harness.methods import CLIP_EPS
 from harness.models import get_model
 from harness.oracle import batch_gradient, oracle
-from harness.runner import describe, run_method
+from harness.runner import describe, run_clipped, run_method, run_norms
 from harness.strategies import LAYER_STRATEGIES, problems
 from harness.support import ExpectedFailure, expected_failure_drawn
 from harness.tolerances import tolerance_for
@@ -50,10 +53,11 @@ def _tolerance(cell: Cell):
     return tolerance_for(cell.precision, get_model(cell.model).numerics)
 
 
-def _run(cell: Cell):
-    case = cell.build()
+def _run(cell: Cell, runner: Callable[[str, Case], Any] = run_method, case: Case | None = None) -> tuple[Case, Any]:
+    """Build the cell's case (unless given) and run its method with ``runner``; skip if unavailable."""
+    case = case or cell.build()
     try:
-        return case, run_method(cell.method, case)
+        return case, runner(cell.method, case)
     except MethodUnavailable as exc:
         pytest.skip(f"method {cell.method!r} is unavailable here: {exc}")
 
@@ -125,6 +129,39 @@ def check_sum(cell: Cell) -> Comparison:
         batch = {name: g.unsqueeze(0) for name, g in batch_gradient(case.model_name, case.batch_size, case.seed).items()}
         where = f"{describe(cell.method, case)}, summed over the batch,"
         return assert_close(summed, batch, _tolerance(cell), where)
+
+
+def check_norms(cell: Cell) -> Comparison:
+    """The method's per-sample gradient norms (its own, or those of its gradients) are within the
+    tolerance table's bound of the oracle's."""
+    __tracebackhide__ = True
+    with as_expected(cell.expected):
+        case, norms = _run(cell, run_norms)
+        reference = per_sample_norms(oracle(case.model_name, case.batch_size, case.seed))
+        where = f"{describe(cell.method, case)}, per-sample gradient norms,"
+        return assert_close({"||g||": norms[:, None]}, {"||g||": reference[:, None]}, _tolerance(cell), where)
+
+
+def check_clipped(cell: Cell) -> Comparison:
+    """The method's clipped, summed step is within the tolerance table's bound of the oracle's.
+
+    C lies halfway between the oracle's two middle per-sample norms, so the larger half of the
+    samples is clipped and the rest is not. The reference clips with the stabilizer the method
+    declares (``clip_eps``).
+    """
+    __tracebackhide__ = True
+    with as_expected(cell.expected):
+        case = cell.build()
+        grads = oracle(case.model_name, case.batch_size, case.seed)
+        case.max_grad_norm = mid_bound(per_sample_norms(grads))
+        case, step = _run(cell, run_clipped, case)
+        reference = clipped_sum(grads, case.max_grad_norm, CLIP_EPS.get(cell.method, 0.0))
+        where = (
+            f"{describe(cell.method, case)}, clipped step with C = {case.max_grad_norm:.4g} "
+            f"({clipped_count(case.batch_size)} of {case.batch_size} samples clipped),"
+        )
+        as_batch = {name: g.unsqueeze(0) for name, g in step.items()}
+        return assert_close(as_batch, {name: g.unsqueeze(0) for name, g in reference.items()}, _tolerance(cell), where)
 
 
 def check_batching_rules(cell: Cell) -> None:

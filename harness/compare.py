@@ -17,9 +17,10 @@ from harness.errors import MethodLeftState, MethodOutputError, ToleranceError
 from harness.tolerances import Tolerance
 
 
-def check_structure(result: Any, model: nn.Module, batch_size: int, where: str) -> dict[str, torch.Tensor]:
+def check_structure(result: Any, model: nn.Module, batch_size: int | None, where: str) -> dict[str, torch.Tensor]:
     """Check names, shapes ``(B, *param.shape)`` and finiteness; return the result as a dict.
 
+    ``batch_size=None`` checks a batch quantity (the clipped step): shapes ``param.shape``.
     ``where`` names the method and case (e.g. ``"method 'vmap' on cpu-float64-mlp-B7"``).
     """
     __tracebackhide__ = True
@@ -36,20 +37,43 @@ def check_structure(result: Any, model: nn.Module, batch_size: int, where: str) 
         raise MethodOutputError(
             f"{where} returned gradients for names that are not parameters of the model: {', '.join(extra)}"
         )
+    leading = () if batch_size is None else (batch_size,)
     for name, p in params.items():
         g = result[name]
         if not isinstance(g, torch.Tensor):
             raise MethodOutputError(f"{where} returned a {type(g).__name__} for {name}, expected a tensor")
-        expected = (batch_size, *p.shape)
+        expected = (*leading, *p.shape)
         if tuple(g.shape) != expected:
-            raise MethodOutputError(
-                f"{where} returned shape {tuple(g.shape)} for {name}, expected {expected} (B, *param.shape)"
-            )
-        bad = ~torch.isfinite(g.detach()).reshape(batch_size, -1).all(dim=1)
-        if bad.any():
-            samples = bad.nonzero().flatten().tolist()
-            raise MethodOutputError(f"{where} returned non-finite values for {name} at samples {samples[:10]}")
+            form = "(B, *param.shape)" if leading else "param.shape"
+            raise MethodOutputError(f"{where} returned shape {tuple(g.shape)} for {name}, expected {expected} {form}")
+        _check_finite(g, name, leading, where)
     return {name: result[name] for name in params}
+
+
+def check_norms_structure(result: Any, batch_size: int, where: str) -> torch.Tensor:
+    """Check that per-sample norms are a finite, non-negative tensor of shape ``(B,)``."""
+    __tracebackhide__ = True
+    if not isinstance(result, torch.Tensor):
+        raise MethodOutputError(f"{where} returned a {type(result).__name__}, expected a tensor of per-sample norms")
+    if tuple(result.shape) != (batch_size,):
+        raise MethodOutputError(f"{where} returned norms of shape {tuple(result.shape)}, expected ({batch_size},) (B,)")
+    _check_finite(result, "the norms", (batch_size,), where)
+    negative = (result.detach() < 0).nonzero().flatten().tolist()
+    if negative:
+        raise MethodOutputError(f"{where} returned negative norms at samples {negative[:10]}")
+    return result
+
+
+def _check_finite(t: torch.Tensor, name: str, leading: tuple[int, ...], where: str) -> None:
+    finite = torch.isfinite(t.detach())
+    if not leading:
+        if not finite.all():
+            raise MethodOutputError(f"{where} returned non-finite values for {name}")
+        return
+    bad = ~finite.reshape(leading[0], -1).all(dim=1)
+    if bad.any():
+        samples = bad.nonzero().flatten().tolist()
+        raise MethodOutputError(f"{where} returned non-finite values for {name} at samples {samples[:10]}")
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ its ``cuda``/``slow`` markers and, from the support matrix, its strict xfail.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from harness.case import Case, build_case, case_id
-from harness.methods import METHODS
-from harness.models import MODELS
+from harness.clipping import clipped_count
+from harness.methods import CLIPPED_METHODS, METHODS, NORM_METHODS, methods_for
+from harness.models import MODELS, ModelSpec
 from harness.precision import PRECISIONS
 from harness.support import ExpectedFailure, expected_failure
 
@@ -33,9 +35,16 @@ class Cell:
 
     @property
     def id(self) -> str:
-        """``cpu-float64-simple_cnn-B7-vmap``: the case id, then the method."""
-        base = case_id(self.device, self.precision, self.model, self.batch_size, self.loss_reduction)
-        return f"{base}-{self.method}" if self.method else base
+        """``cpu-float64-simple_cnn-B7-vmap``: the case id, then what is checked if not the
+        gradients (``norms``, ``clip4of7``: C clips 4 of the 7 samples), then the method."""
+        parts = [case_id(self.device, self.precision, self.model, self.batch_size, self.loss_reduction)]
+        if self.check == "norms":
+            parts.append("norms")
+        elif self.check == "clipped":
+            parts.append(f"clip{clipped_count(self.batch_size)}of{self.batch_size}")
+        if self.method:
+            parts.append(self.method)
+        return "-".join(parts)
 
     @property
     def expected(self) -> ExpectedFailure | None:
@@ -57,8 +66,29 @@ class Cell:
         return build_case(self.model, self.batch_size, self.precision, self.device, self.loss_reduction)
 
 
+#: Methods too slow for every case of the default run, and the one case they run on there;
+#: their other cells carry ``slow``, and the property suite (a new model each example) leaves
+#: them out. torch.compile took 5 to 25 s per case on 2 CPU cores (a cold cache: 25 s for the
+#: first); grads, norms and the clipped step of the one case share one compiled graph.
+HEAVY_METHODS = {"vmap-compiled": "cpu-float64-mlp-B7"}
+
+
+def _light_or_slow(cell: Cell) -> Cell:
+    """Mark a heavy method's cell ``slow`` unless it is the method's one default case."""
+    light = HEAVY_METHODS.get(cell.method or "")
+    if light is None or cell.slow:
+        return cell
+    case = case_id(cell.device, cell.precision, cell.model, cell.batch_size, cell.loss_reduction)
+    return cell if case == light else dataclasses.replace(cell, slow=True)
+
+
 def _devices_for(precision: str) -> tuple[str, ...]:
     return tuple(d for d in DEVICES if d in PRECISIONS[precision].devices)
+
+
+def _odd_batch_size(spec: ModelSpec) -> int | None:
+    """The model's odd batch size above 1 (B=7 ends vmap-chunked in a partial chunk)."""
+    return next((b for b in spec.batch_sizes if b % 2 == 1 and b > 1), None)
 
 
 def oracle_cells() -> Iterator[Cell]:
@@ -68,14 +98,14 @@ def oracle_cells() -> Iterator[Cell]:
     """
     for model, spec in MODELS.items():
         sizes = [(b, False) for b in spec.batch_sizes] + [(b, True) for b in spec.slow_batch_sizes]
-        odd = next((b for b in spec.batch_sizes if b % 2 == 1 and b > 1), None)
+        odd = _odd_batch_size(spec)
         for batch_size, slow in sizes:
             for precision in PRECISIONS:
                 reductions = ("mean", "sum") if precision == "float64" and batch_size == odd else ("mean",)
                 for device in _devices_for(precision):
                     for reduction in reductions:
                         for method in METHODS:
-                            yield Cell(model, batch_size, precision, device, method, reduction, slow=slow)
+                            yield _light_or_slow(Cell(model, batch_size, precision, device, method, reduction, slow=slow))
 
 
 def sum_cells() -> Iterator[Cell]:
@@ -88,7 +118,32 @@ def sum_cells() -> Iterator[Cell]:
         for batch_size, slow in sizes:
             for device in DEVICES:
                 for method in METHODS:
-                    yield Cell(model, batch_size, "float32", device, method, "sum", slow=slow)
+                    yield _light_or_slow(Cell(model, batch_size, "float32", device, method, "sum", slow=slow))
+
+
+def quantity_cells(check: str) -> Iterator[Cell]:
+    """Per-sample norms (``check="norms"``) or the clipped step (``"clipped"``) on every model,
+    at its odd batch size.
+
+    Methods that return the quantity themselves (Opacus' ghost clipping and DPOptimizer,
+    BackPACK's BatchL2Grad) run in every precision, and with both loss reductions in float64.
+    For per-sample-gradient methods the harness derives the quantity from their gradients, so
+    they run once, in float64 with a mean loss (the float32 precision of their gradients and the
+    sum-reduced case are test_matches_oracle's). On a heavy model (resnet18) these cells are slow.
+    """
+    own = {"norms": NORM_METHODS, "clipped": CLIPPED_METHODS}[check]
+    for model, spec in MODELS.items():
+        batch_size = _odd_batch_size(spec)
+        if batch_size is None:
+            continue
+        for precision in PRECISIONS:
+            reductions = ("mean", "sum") if precision == "float64" else ("mean",)
+            for device in _devices_for(precision):
+                for reduction in reductions:
+                    for method in methods_for(check):
+                        if method in own or (precision == "float64" and reduction == "mean"):
+                            cell = Cell(model, batch_size, precision, device, method, reduction, check, spec.heavy)
+                            yield _light_or_slow(cell)
 
 
 def batching_rule_cells() -> Iterator[Cell]:
@@ -131,7 +186,8 @@ def property_cells() -> Iterator[PropertyCell]:
         for precision in PRECISIONS:
             for device in _devices_for(precision):
                 for method in METHODS:
-                    yield PropertyCell(layer, precision, device, method)
+                    if method not in HEAVY_METHODS:
+                        yield PropertyCell(layer, precision, device, method)
 
 
 #: The benchmark cases: (model, batch size, slow). The seeds' scenarios are simple_cnn at B=64
@@ -161,6 +217,8 @@ GRIDS = {
     "oracle_cell": oracle_cells,
     "sum_cell": sum_cells,
     "batching_rule_cell": batching_rule_cells,
+    "norms_cell": lambda: quantity_cells("norms"),
+    "clipped_cell": lambda: quantity_cells("clipped"),
     "property_cell": property_cells,
     "benchmark_cell": benchmark_cells,
 }

@@ -1,15 +1,27 @@
-"""The method registry and the built-in per-sample-gradient methods.
+"""The method registry and the built-in methods.
 
-A method takes a :class:`~harness.case.Case` and returns ``{name: tensor (B, *param.shape)}``
-for every parameter of ``case.model``, in the per-sample form of DESIGN.md: the gradient of
-the loss of a batch of one. It must leave the model as it found it.
+A method takes a :class:`~harness.case.Case` and returns one quantity (``returns``):
+
+- ``"grads"`` (DESIGN.md's contract): ``{name: tensor (B, *param.shape)}`` for every parameter
+  of ``case.model``, in the per-sample form: the gradient of the loss of a batch of one.
+- ``"norms"``: a tensor ``(B,)``, each sample's gradient norm over all parameters, for methods
+  that never materialize per-sample gradients (Opacus' ghost clipping, BackPACK's BatchL2Grad).
+- ``"clipped"``: ``{name: tensor (*param.shape)}``, the noiseless DP-SGD step in summed form,
+  ``sum_i g_i * min(1, C / (||g_i|| + clip_eps))`` for ``C = case.max_grad_norm``.
+
+A method registered for grads also counts for norms and the clipped step: the harness derives
+them from its gradients (:mod:`harness.clipping`). Every method must leave the model as it
+found it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import re
 import warnings
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
@@ -18,37 +30,77 @@ from harness.errors import MethodUnavailable
 
 Grads = Mapping[str, torch.Tensor]
 MethodFn = Callable[[Case], Grads]
+NormsFn = Callable[[Case], torch.Tensor]
 
+#: What a method can return; see the module docstring.
+QUANTITIES = ("grads", "norms", "clipped")
+
+#: Per-sample-gradient methods (DESIGN.md's contract), by name.
 METHODS: dict[str, MethodFn] = {}
+#: Methods that return per-sample gradient norms without the gradients, by name.
+NORM_METHODS: dict[str, NormsFn] = {}
+#: Methods that return the clipped, summed step, by name.
+CLIPPED_METHODS: dict[str, MethodFn] = {}
+_REGISTRIES: dict[str, dict[str, Callable]] = {"grads": METHODS, "norms": NORM_METHODS, "clipped": CLIPPED_METHODS}
+#: The stabilizer a clipped-step method adds to each norm before dividing (0 unless declared).
+CLIP_EPS: dict[str, float] = {}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-def register_method(name: str, fn: MethodFn | None = None, *, replace: bool = False):
-    """Register ``fn`` under ``name`` (usable as a decorator); ``replace=True`` swaps an existing one."""
+def register_method(
+    name: str, fn: Callable | None = None, *, replace: bool = False, returns: str = "grads", clip_eps: float = 0.0
+):
+    """Register ``fn`` under ``name`` for the quantity it ``returns`` (usable as a decorator).
+
+    ``replace=True`` swaps an existing one; ``clip_eps`` declares a clipped-step method's
+    stabilizer (Opacus: 1e-6). One name may be registered once per quantity.
+    """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(
             f"method name {name!r} must start with a letter or digit and contain only letters, "
             "digits and '_.+-' (it becomes part of test ids)"
         )
+    if returns not in QUANTITIES:
+        raise ValueError(f"method {name!r}: returns must be one of {', '.join(QUANTITIES)}, got {returns!r}")
+    if clip_eps and returns != "clipped":
+        raise ValueError(f"method {name!r}: clip_eps applies only to methods that return the clipped step")
+    registry = _REGISTRIES[returns]
 
-    def add(method: MethodFn) -> MethodFn:
+    def add(method: Callable) -> Callable:
         if not callable(method):
             raise TypeError(f"method {name!r} must be callable, got {type(method).__name__}")
-        if name in METHODS and not replace:
-            raise ValueError(f"method {name!r} is already registered (pass replace=True to swap it)")
-        METHODS[name] = method
+        if name in registry and not replace:
+            raise ValueError(f"method {name!r} is already registered for {returns} (pass replace=True to swap it)")
+        registry[name] = method
+        if returns == "clipped":
+            CLIP_EPS[name] = clip_eps
         return method
 
     return add if fn is None else add(fn)
 
 
-def get_method(name: str) -> MethodFn:
-    """The method registered under ``name``, or a clear error listing the known ones."""
+def get_method(name: str, returns: str = "grads") -> Callable:
+    """The method registered under ``name`` for ``returns``, or a clear error listing the known ones."""
+    registry = _REGISTRIES[returns]
     try:
-        return METHODS[name]
+        return registry[name]
     except KeyError:
-        raise KeyError(f"unknown method {name!r}; registered methods: {', '.join(METHODS)}") from None
+        kind = "" if returns == "grads" else f"{returns} "
+        raise KeyError(f"unknown {kind}method {name!r}; registered {kind}methods: {', '.join(registry)}") from None
+
+
+def methods_for(quantity: str) -> list[str]:
+    """Every method that gives ``quantity``: its own registrations, then those derived from grads."""
+    own = list(_REGISTRIES[quantity])
+    return own + [name for name in METHODS if name not in own]
+
+
+def unregister_method(name: str) -> None:
+    """Remove ``name`` from every quantity's registry (for tests that register throw-away methods)."""
+    for registry in _REGISTRIES.values():
+        registry.pop(name, None)
+    CLIP_EPS.pop(name, None)
 
 
 def loop_grads(case: Case) -> dict[str, torch.Tensor]:
@@ -65,8 +117,9 @@ def loop_grads(case: Case) -> dict[str, torch.Tensor]:
 register_method("loop", loop_grads)
 
 
-def _vmap_grads(case: Case, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
-    """``functional_call`` + ``vmap(grad(...), in_dims=(None, None, 0, 0))``, as the torch.func tutorial."""
+def _vmap_grads(case: Case, chunk_size: int | None = None, compiled: bool = False) -> dict[str, torch.Tensor]:
+    """``functional_call`` + ``vmap(grad(...), in_dims=(None, None, 0, 0))``, as the torch.func tutorial,
+    optionally under ``torch.compile``."""
     from torch.func import functional_call, grad, vmap
 
     params = {k: v.detach() for k, v in case.model.named_parameters()}
@@ -77,7 +130,32 @@ def _vmap_grads(case: Case, chunk_size: int | None = None) -> dict[str, torch.Te
         return case.loss_fn(predictions, target.unsqueeze(0))
 
     per_sample = vmap(grad(compute_loss), in_dims=(None, None, 0, 0), chunk_size=chunk_size)
-    return per_sample(params, buffers, case.inputs, case.targets)
+    if not compiled:
+        return per_sample(params, buffers, case.inputs, case.targets)
+    try:
+        return _compiled_for(case, per_sample)(params, buffers, case.inputs, case.targets)
+    finally:
+        for p in case.model.parameters():  # dynamo tags the parameters it traced through
+            if hasattr(p, "_dynamo_static_input_type"):
+                del p._dynamo_static_input_type
+
+
+#: The compiled function of the last case ``vmap-compiled`` ran on (a benchmark calls it again).
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled_for(case: Case, fn: Callable) -> Callable:
+    """``torch.compile(fn)``, compiled afresh for each new case and reused for the same case.
+
+    Each new case starts from ``torch.compiler.reset()``: recompiling one function for case
+    after case would reach dynamo's recompile limit, after which it runs the function eagerly,
+    without an error, and the method would no longer test the compiler.
+    """
+    ref = _COMPILED.get("case")
+    if ref is None or ref() is not case:
+        torch.compiler.reset()
+        _COMPILED.update(case=weakref.ref(case), fn=torch.compile(fn))
+    return _COMPILED["fn"]
 
 
 #: vmap-chunked's chunk size: small, so B=7 ends in a partial chunk and B=1 is one short chunk.
@@ -85,6 +163,7 @@ CHUNK_SIZE = 4
 
 register_method("vmap", _vmap_grads)
 register_method("vmap-chunked", lambda case: _vmap_grads(case, chunk_size=CHUNK_SIZE))
+register_method("vmap-compiled", lambda case: _vmap_grads(case, compiled=True))
 
 
 @register_method("functorch")
@@ -105,7 +184,8 @@ def functorch_grads(case: Case) -> dict[str, torch.Tensor]:
     return {name: g for (name, _), g in zip(case.model.named_parameters(), grads, strict=True)}
 
 
-_LEFTOVER_ATTRIBUTES = ("grad_sample", "_forward_counter", "_current_grad_sample")
+#: Attributes Opacus, ExpandedWeights and BackPACK set on parameters.
+_LEFTOVER_ATTRIBUTES = ("grad_sample", "_forward_counter", "_current_grad_sample", "summed_grad", "_norm_sample")
 
 
 def clear_grad_samples(model: torch.nn.Module) -> None:
@@ -117,25 +197,38 @@ def clear_grad_samples(model: torch.nn.Module) -> None:
                 delattr(p, attr)
 
 
-def _collect_grad_samples(case: Case) -> dict[str, torch.Tensor]:
-    """Read ``p.grad_sample`` after a backward; a parameter without one is left out (reported as missing)."""
+def _collect(case: Case, attribute: str, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """Read ``p.<attribute>`` (times ``scale``) after a backward; a parameter without it is left out
+    (reported as missing)."""
     return {
-        name: p.grad_sample.detach().clone()
+        name: getattr(p, attribute).detach().clone() * scale
         for name, p in case.model.named_parameters()
-        if getattr(p, "grad_sample", None) is not None
+        if getattr(p, attribute, None) is not None
     }
 
 
-def _opacus_grads(case: Case, wrapper: Callable[..., torch.nn.Module], **kwargs) -> dict[str, torch.Tensor]:
-    """Wrap the model with an Opacus grad-sample module, run one batch, then unwrap."""
+def _batch_scale(case: Case) -> int:
+    """What a mean-reduced batch quantity is multiplied by to give the summed (per-sample) form."""
+    return case.batch_size if case.loss_reduction == "mean" else 1
+
+
+@contextlib.contextmanager
+def _opacus_wrapped(case: Case, wrapper: Callable[..., torch.nn.Module], **kwargs) -> Iterator[torch.nn.Module]:
+    """The model wrapped by an Opacus grad-sample module for one batch; unwrapped and cleaned after."""
     gsm = wrapper(case.model, batch_first=True, loss_reduction=case.loss_reduction, **kwargs)
     try:
-        case.loss_fn(gsm(case.inputs), case.targets).backward()
-        return _collect_grad_samples(case)
+        yield gsm
     finally:
         if hasattr(gsm, "_close"):
             gsm._close()
         clear_grad_samples(case.model)
+
+
+def _opacus_grads(case: Case, wrapper: Callable[..., torch.nn.Module], **kwargs) -> dict[str, torch.Tensor]:
+    """Wrap the model with an Opacus grad-sample module, run one batch, read ``grad_sample``."""
+    with _opacus_wrapped(case, wrapper, **kwargs) as gsm:
+        case.loss_fn(gsm(case.inputs), case.targets).backward()
+        return _collect(case, "grad_sample")
 
 
 def _opacus_gsm(**kwargs) -> MethodFn:
@@ -169,6 +262,112 @@ def expanded_weights_grads(case: Case) -> dict[str, torch.Tensor]:
             case.model, batch_size=case.batch_size, loss_reduction=case.loss_reduction
         )
         case.loss_fn(wrapped(case.inputs), case.targets).backward()
-        return _collect_grad_samples(case)
+        return _collect(case, "grad_sample")
     finally:
         clear_grad_samples(case.model)
+
+
+def _backpack(case: Case, extension: str) -> dict[str, torch.Tensor]:
+    """Run BackPACK's first-order ``extension`` on a copy of the model; its per-parameter results.
+
+    BackPACK hooks every module for good, so it works on a deep copy. Its results are those of
+    the batch loss: under a mean loss, ``grad_batch`` holds ``g_i / B`` and ``batch_l2`` holds
+    ``||g_i||^2 / B^2`` (both are scaled back here by the caller).
+    """
+    try:
+        import backpack
+        import backpack.extensions
+    except ImportError as exc:
+        raise MethodUnavailable(f"BackPACK is not installed (pip install backpack-for-pytorch): {exc}") from exc
+    model = backpack.extend(copy.deepcopy(case.model))
+    loss = case.loss_fn(model(case.inputs), case.targets)
+    attribute = {"BatchGrad": "grad_batch", "BatchL2Grad": "batch_l2"}[extension]
+    with backpack.backpack(getattr(backpack.extensions, extension)()):
+        loss.backward()
+    return {name: getattr(p, attribute).detach() for name, p in model.named_parameters() if hasattr(p, attribute)}
+
+
+@register_method("backpack")
+def backpack_grads(case: Case) -> dict[str, torch.Tensor]:
+    """BackPACK's ``BatchGrad`` (individual gradients of the batch loss), in the per-sample form."""
+    return {name: g * _batch_scale(case) for name, g in _backpack(case, "BatchGrad").items()}
+
+
+@register_method("backpack", returns="norms")
+def backpack_norms(case: Case) -> torch.Tensor:
+    """BackPACK's ``BatchL2Grad``: per-sample squared norms per parameter, summed over parameters."""
+    squares = _backpack(case, "BatchL2Grad")
+    missing = [name for name, _ in case.model.named_parameters() if name not in squares]
+    if missing:
+        raise RuntimeError(f"BackPACK's BatchL2Grad computed nothing for {', '.join(missing)}")
+    return torch.stack(list(squares.values())).sum(dim=0).sqrt() * _batch_scale(case)
+
+
+def _max_grad_norm(case: Case) -> float:
+    if case.max_grad_norm is None:
+        raise ValueError(f"case {case.id} has no max_grad_norm (the clipping bound C)")
+    return case.max_grad_norm
+
+
+def _dp_optimizer(case: Case, optimizer_class: type, max_grad_norm: float) -> torch.optim.Optimizer:
+    """An Opacus DP optimizer with no noise around plain SGD with learning rate 0."""
+    params = [p for p in case.model.parameters() if p.requires_grad]
+    return optimizer_class(
+        torch.optim.SGD(params, lr=0.0),
+        noise_multiplier=0.0,
+        max_grad_norm=max_grad_norm,
+        expected_batch_size=case.batch_size,
+        loss_reduction=case.loss_reduction,
+    )
+
+
+#: Opacus divides by ``||g_i|| + 1e-6`` (``DPOptimizer.clip_and_accumulate``, ``get_clipping_coef``).
+OPACUS_CLIP_EPS = 1e-6
+
+
+@register_method("opacus-dpoptimizer", returns="clipped", clip_eps=OPACUS_CLIP_EPS)
+def opacus_dpoptimizer_step(case: Case) -> dict[str, torch.Tensor]:
+    """Opacus' ``DPOptimizer`` with ``noise_multiplier=0`` over ``GradSampleModule``: ``p.grad``
+    after one ``pre_step`` (clip, sum, no noise, scale), in the summed form."""
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    with _opacus_wrapped(case, GradSampleModule) as gsm:
+        optimizer = _dp_optimizer(case, DPOptimizer, _max_grad_norm(case))
+        case.loss_fn(gsm(case.inputs), case.targets).backward()
+        optimizer.pre_step()
+        return _collect(case, "grad", _batch_scale(case))
+
+
+def _per_sample_losses(case: Case, outputs: torch.Tensor) -> torch.Tensor:
+    """Each sample's loss (the loss of a batch of one), shape ``(B,)``."""
+    return torch.stack([case.loss_fn(outputs[i : i + 1], case.targets[i : i + 1]) for i in range(case.batch_size)])
+
+
+def _opacus_ghost(case: Case, max_grad_norm: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Opacus' ghost clipping, as ``make_private(..., grad_sample_mode="ghost")`` trains: two
+    backward passes (norms, then the clipped loss), then the optimizer's ``pre_step``."""
+    from opacus.grad_sample import GradSampleModuleFastGradientClipping
+    from opacus.optimizers import DPOptimizerFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+    wrapper = GradSampleModuleFastGradientClipping
+    with _opacus_wrapped(case, wrapper, max_grad_norm=max_grad_norm, use_ghost_clipping=True) as gsm:
+        optimizer = _dp_optimizer(case, DPOptimizerFastGradientClipping, max_grad_norm)
+        losses = _per_sample_losses(case, gsm(case.inputs))
+        DPTensorFastGradientClipping(gsm, optimizer, losses, case.loss_reduction).backward()
+        norms = gsm.per_sample_gradient_norms.detach().clone()
+        optimizer.pre_step()
+        return norms, _collect(case, "grad", _batch_scale(case))
+
+
+#: The bound ghost clipping runs with where only norms are asked for (they do not depend on it).
+_NORMS_ONLY_BOUND = 1.0
+
+register_method("opacus-ghost", lambda case: _opacus_ghost(case, _NORMS_ONLY_BOUND)[0], returns="norms")
+register_method(
+    "opacus-ghost", lambda case: _opacus_ghost(case, _max_grad_norm(case))[1], returns="clipped", clip_eps=OPACUS_CLIP_EPS
+)
+
+#: The methods registered above, before any plugin adds its own (the README's support table lists these).
+BUILT_IN = tuple(dict.fromkeys(name for registry in _REGISTRIES.values() for name in registry))

@@ -37,6 +37,8 @@ class ModelSpec:
     slow_batch_sizes: tuple[int, ...] = field(default=(), compare=False)
     train_mode: bool = field(default=True, compare=False)
     numerics: str = field(default="kinks", compare=False)
+    #: Millions of parameters: beyond the per-sample gradients, its checks run under ``-m slow``.
+    heavy: bool = field(default=False, compare=False)
     description: str = field(default="", compare=False)
     key: Hashable = None
 
@@ -199,12 +201,12 @@ for _spec in (
         description="the seeds' SimpleCNN (1x28x28, ReLU, max-pool), nll_loss on raw logits",
     ),
     ModelSpec(
-        "resnet18_gn", resnet18_gn, images(3, 32), batch_sizes=(1, 3), slow_batch_sizes=(128,),
+        "resnet18_gn", resnet18_gn, images(3, 32), batch_sizes=(1, 3), slow_batch_sizes=(128,), heavy=True,
         description="torchvision resnet18, BatchNorm->GroupNorm by Opacus' ModuleValidator.fix",
     ),
     ModelSpec(
         "resnet18_gn_noinplace", resnet18_gn_no_inplace, images(3, 32),
-        batch_sizes=(1, 3), slow_batch_sizes=(128,),
+        batch_sizes=(1, 3), slow_batch_sizes=(128,), heavy=True,
         description="resnet18_gn with ReLU and residual adds out of place (what Opacus' hooks accept)",
     ),
     ModelSpec(

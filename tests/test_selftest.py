@@ -23,26 +23,10 @@ from harness import (
 from harness.checks import as_expected, check_oracle
 from harness.errors import UnexpectedFailure
 from harness.grid import Cell
-from harness.methods import METHODS
 from harness.models import vectors
 from harness.support import ExpectedFailure
 
 CELL = Cell("mlp", 7, "float64", "cpu", method="selftest")
-
-
-@pytest.fixture
-def method():
-    """Register a throw-away method named 'selftest' for one test, and remove it afterwards."""
-    added = []
-
-    def register(fn, name="selftest"):
-        register_method(name, fn, replace=True)
-        added.append(name)
-        return fn
-
-    yield register
-    for name in added:
-        METHODS.pop(name, None)
 
 
 def vmap_then(transform):

@@ -1,0 +1,102 @@
+"""Which method gives which quantity on which model (CPU), generated from the support matrix.
+
+    python -m harness support-table            # print the Markdown table
+    python -m harness support-table --write README.md
+
+The README carries the table between ``<!-- support-table -->`` and ``<!-- /support-table -->``;
+``--write`` replaces it there, and a test fails when the README's copy is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.methods import BUILT_IN, CLIPPED_METHODS, METHODS, NORM_METHODS, QUANTITIES, methods_for
+from harness.models import MODELS
+from harness.support import ExpectedFailure, expected_failure
+
+BEGIN, END = "<!-- support-table -->", "<!-- /support-table -->"
+PRECISIONS = ("float64", "float32")
+_OWN = {"grads": METHODS, "norms": NORM_METHODS, "clipped": CLIPPED_METHODS}
+
+
+def _gives(method: str) -> str:
+    """The quantities a method gives; those the harness derives from its gradients are marked."""
+    parts = []
+    for quantity in QUANTITIES:
+        if method in _OWN[quantity]:
+            parts.append(quantity)
+        elif method in methods_for(quantity):
+            parts.append(f"({quantity})")
+    return ", ".join(parts)
+
+
+def _entry(method: str, model: str, notes: dict[ExpectedFailure, int]) -> str:
+    """``✓``, or ``✗`` with what fails (when not everything) and the notes saying why."""
+    quantities = [q for q in QUANTITIES if method in methods_for(q)]
+    failing: dict[tuple[str, str], ExpectedFailure] = {}
+    for quantity in quantities:
+        for precision in PRECISIONS:
+            row = expected_failure(method, model, precision, "cpu", quantity)
+            if row is not None:
+                failing[(quantity, precision)] = row
+    if not failing:
+        return "✓"
+    refs = ",".join(str(notes.setdefault(row, len(notes) + 1)) for row in dict.fromkeys(failing.values()))
+    if len(failing) == len(quantities) * len(PRECISIONS):
+        return f"✗ [{refs}]"
+    what = []
+    for precision in PRECISIONS:
+        failed = [q for q in quantities if (q, precision) in failing]
+        if failed == quantities:
+            what.append(precision)
+        elif failed:
+            what.append(f"{'/'.join(failed)} {precision}")
+    return f"✗ {', '.join(what)} [{refs}]"
+
+
+def support_table(methods: Sequence[str] = BUILT_IN) -> str:
+    """The Markdown table: methods (the built-in ones by default) x models, then the numbered reasons."""
+    models = list(MODELS)
+    notes: dict[ExpectedFailure, int] = {}
+    lines = [
+        "| method | gives | " + " | ".join(models) + " |",
+        "|---|---|" + "---|" * len(models),
+    ]
+    for method in methods:
+        entries = [_entry(method, model, notes) for model in models]
+        lines.append(f"| `{method}` | {_gives(method)} | " + " | ".join(entries) + " |")
+    lines.append("")
+    lines.extend(f"{n}. {row.describe()}" for row, n in notes.items())
+    return "\n".join(lines)
+
+
+def _block() -> str:
+    return f"{BEGIN}\n{support_table()}\n{END}"
+
+
+def readme_block(text: str) -> str | None:
+    """The support-table block of a README's text, markers included, or None if it has none."""
+    match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, flags=re.S)
+    return match.group(0) if match else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m harness support-table [--write FILE]``."""
+    parser = argparse.ArgumentParser(prog="python -m harness support-table", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", metavar="FILE", type=Path, help="replace the table between the markers in FILE")
+    args = parser.parse_args(argv)
+    if args.write is None:
+        print(support_table())
+        return 0
+    text = args.write.read_text() if args.write.is_file() else ""
+    if readme_block(text) is None:
+        print(f"error: {args.write} has no {BEGIN} ... {END} block to replace", file=sys.stderr)
+        return 2
+    args.write.write_text(text.replace(readme_block(text), _block()))
+    print(f"wrote the support table to {args.write}")
+    return 0

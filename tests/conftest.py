@@ -1,0 +1,28 @@
+"""Fixtures shared by the self-tests of the harness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness import register_method
+from harness.methods import unregister_method
+
+
+@pytest.fixture
+def method() -> Iterator[Callable[..., Callable]]:
+    """Register throw-away methods (default name 'selftest') for one test, and remove them afterwards.
+
+    ``method(fn, name="selftest", **options)`` takes ``register_method``'s keywords (``returns``, ``clip_eps``).
+    """
+    added = []
+
+    def register(fn: Callable, name: str = "selftest", **options) -> Callable:
+        register_method(name, fn, replace=True, **options)
+        added.append(name)
+        return fn
+
+    yield register
+    for name in added:
+        unregister_method(name)

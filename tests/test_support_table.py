@@ -1,0 +1,39 @@
+"""The README's support table is the one the support matrix generates, and the command that writes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.models import MODELS
+from harness.supporttable import BEGIN, END, main, readme_block, support_table
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_table_is_generated_from_the_support_matrix():
+    block = readme_block(README.read_text())
+    assert block is not None, f"README.md has no {BEGIN} ... {END} block"
+    assert block == f"{BEGIN}\n{support_table()}\n{END}", (
+        "README.md's support table is stale: run python -m harness support-table --write README.md"
+    )
+
+
+def test_table_marks_failures_with_their_reasons():
+    table = support_table()
+    row = next(line for line in table.splitlines() if line.startswith("| `backpack` |"))
+    assert "| grads, norms, (clipped) |" in row
+    assert "✗ norms float64 [" in row, "BackPACK's BatchL2Grad is wrong on the grouped conv1d in float64 only"
+    assert "BatchL2Grad returns wrong per-sample squared norms" in table
+    assert next(line for line in table.splitlines() if line.startswith("| `loop` |")).count("✓") == len(MODELS)
+
+
+def test_write_replaces_only_the_block(tmp_path, capsys):
+    target = tmp_path / "README.md"
+    target.write_text(f"# title\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    assert main(["--write", str(target)]) == 0
+    text = target.read_text()
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert readme_block(text) == f"{BEGIN}\n{support_table()}\n{END}"
+    target.write_text("no markers here\n")
+    assert main(["--write", str(target)]) == 2
+    assert "has no <!-- support-table --> ... <!-- /support-table --> block" in capsys.readouterr().err
