@@ -7,7 +7,7 @@ import sys
 
 def main() -> int:
     """Dispatch to a sub-command."""
-    commands = {"compare": "harness.benchcompare", "check-env": "harness.envcheck"}
+    commands = {"compare": "harness.benchcompare", "check-env": "harness.envcheck", "report": "harness.report"}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(f"usage: python -m harness {{{','.join(commands)}}} ...", file=sys.stderr)
         return 2
