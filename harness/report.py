@@ -102,7 +102,7 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _one_line(text: str, limit: int = 200) -> str:
+def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
