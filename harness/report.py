@@ -246,7 +246,7 @@ class Row:
 
 def row_of(test: str) -> Row | None:
     """The scorecard row of a test (``classname::function[param]``), or None for other tests."""
-    match = re.fullmatch(r"(?:.*::)?(?P<function>[^\[]+)\[(?P<param>.*)\]", test)
+    match = re.fullmatch(r"(?:[^\[]*::)?(?P<function>[^\[]+)\[(?P<param>.*)\]", test)
     if match is None or match["function"] not in CHECKS:
         return None
     cell = CELL_ID.fullmatch(match["param"])
