@@ -10,6 +10,7 @@ def main() -> int:
     commands = {
         "compare": "harness.benchcompare",
         "check-env": "harness.envcheck",
+        "report": "harness.report",
         "support-table": "harness.supporttable",
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:

@@ -64,7 +64,8 @@ class Timing:
 Run = dict[tuple[str, str], Timing]
 
 
-def _case_and_method(bench: dict) -> tuple[str, str]:
+def case_and_method(bench: dict) -> tuple[str, str]:
+    """A benchmark's case and method, from its ``extra_info`` or else its ``group`` and ``param``."""
     extra = bench.get("extra_info") or {}
     if "case" in extra and "method" in extra:
         return str(extra["case"]), str(extra["method"])
@@ -85,8 +86,8 @@ def stored_baselines(root: Path = Path("baselines")) -> list[Path]:
     return runs
 
 
-def load(path: str | Path) -> Run:
-    """Read a pytest-benchmark JSON file into timings keyed by (case, method)."""
+def read_json(path: str | Path) -> dict:
+    """Read a pytest-benchmark JSON file as it is; :class:`BadInput` if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such file")
@@ -96,9 +97,15 @@ def load(path: str | Path) -> Run:
         raise BadInput(f"{path}: not JSON ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
         raise BadInput(f"{path}: not pytest-benchmark JSON (expected 'machine_info' and a 'benchmarks' list)")
+    return data
+
+
+def load(path: str | Path) -> Run:
+    """Read a pytest-benchmark JSON file into timings keyed by (case, method)."""
+    data = read_json(path)
     run: Run = {}
     for bench in data["benchmarks"]:
-        key = _case_and_method(bench)
+        key = case_and_method(bench)
         rounds = (bench.get("stats") or {}).get("data")
         if not rounds:
             raise BadInput(

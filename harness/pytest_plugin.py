@@ -116,6 +116,19 @@ def restored_global_state(seed: int = 0) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _record_environment(record_testsuite_property) -> None:
+    """Versions and machine class into the JUnit XML's suite properties (``python -m harness report`` reads them)."""
+    from importlib.metadata import version
+
+    from harness.bench import machine_class
+
+    record_testsuite_property("torch", torch.__version__)
+    for package in ("torchvision", "opacus"):
+        record_testsuite_property(package, version(package))
+    record_testsuite_property("machine_class", machine_class())
+
+
 @pytest.fixture(autouse=True)
 def _global_torch_state() -> Iterator[None]:
     """Every test starts from seed 0 and leaves torch's global state as it found it."""

@@ -3,5 +3,5 @@
 from harness.checks import check_oracle
 
 
-def test_matches_oracle(oracle_cell):
-    check_oracle(oracle_cell)
+def test_matches_oracle(oracle_cell, record_property):
+    record_property("max_rel_err", check_oracle(oracle_cell).max_rel_err)

@@ -1,0 +1,502 @@
+"""Scorecard of one or more test runs: a Markdown table per check, and a speedup plot.
+
+    python -m harness report RESULTS... [--out results/report]
+
+RESULTS are JUnit XML files (``pytest --junitxml``), pytest-benchmark JSON files
+(``--benchmark-json``) and folders holding them (``results/<env>/`` as tox writes them; a folder
+is searched, subfolders included, for ``*.xml`` and ``*.json``). The files of one folder and
+torch version make one run; runs stand side by side, oldest torch first, labelled by the torch
+version the files record (and the folder's name where two runs share one).
+
+Writes ``scorecard.md`` (also printed) and ``speedup.png`` (where there are benchmarks) into
+``--out``. The scorecard holds, per run, the versions and the counts of passed, xfailed, failed
+and skipped tests; per check, device and precision, a row per model and method with its outcome
+(pass, xfail with the support matrix's reason, FAIL with the message) and the worst relative
+error against the reference that the tests record (``max_rel_err``); per benchmark case and
+method, the speedup over the loop and the overhead over the batched step. Skipped tests (no
+CUDA here) are counted, not shown as cells.
+
+Exit status: 0 written, 2 bad input (a missing file, a file that is neither JUnit XML nor
+pytest-benchmark JSON, no results at all) or an output folder that cannot be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from harness.benchcompare import BadInput, case_and_method, read_json
+
+DEFAULT_OUT = Path("results/report")
+
+#: A test id's parameter, ``device-precision-model[-B<n>[-sum][-norms|-clip<k>of<n>]][-method]``:
+#: the model is the third part, ``B<n>`` marks the batch, and all after it (and an optional ``sum``
+#: and quantity tag) is the method, which may hold ``-`` (``opacus-hooks``, third-party names).
+#: Drawn layers take the model's place.
+CELL_ID = re.compile(
+    r"(?P<device>[^-]+)-(?P<precision>[^-]+)-(?P<model>[^-]+)"
+    r"(?:-B(?P<batch>\d+)(?:-(?P<reduction>sum))?(?:-(?P<quantity>norms|clip\d+of\d+))?)?(?:-(?P<method>.+))?"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A test function that the scorecard shows as models x methods."""
+
+    title: str
+    subject: str = "model"
+
+
+#: The test functions shown as tables, in this order; the failures of any other test are listed.
+CHECKS = {
+    "test_matches_oracle": Check("Per-sample gradients against the float64 oracle"),
+    "test_sum_equals_batch_gradient": Check("Sum of the per-sample gradients against the batch gradient"),
+    "test_norms_match_oracle": Check("Per-sample gradient norms against the float64 oracle's"),
+    "test_clipped_step_matches_oracle": Check("The clipped, summed step against the float64 oracle's"),
+    "test_property": Check("Drawn layers (property suite) against the float64 oracle", "layer"),
+}
+
+#: Outcomes, most severe first: a cell shows them in this order.
+STATUSES = ("failed", "xpassed", "xfailed", "passed", "skipped")
+_LABELS = {"failed": "**FAIL**", "xpassed": "**XPASS**", "xfailed": "xfail", "passed": "pass", "skipped": "skipped"}
+_XPASS_STRICT = "[XPASS(strict)]"
+_XPASS = "xfail-marked test passes unexpectedly"
+#: The relative error a ToleranceError message names (``... (relative 4.193e+00, ...)``).
+_RELATIVE = re.compile(r"\(relative ([^,)\s]+)")
+#: How many failures a section lists before it says how many more there are.
+MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One test in one run: its status, message (failure or xfail reason) and recorded error."""
+
+    status: str
+    message: str = ""
+    max_rel_err: float | None = None
+
+
+@dataclass
+class Run:
+    """The results of one folder and torch version: tests by ``classname::name``, and benchmark
+    figures (``speedup``, ``overhead``, ``peak_bytes``) by (case, method)."""
+
+    folder: Path
+    torch: str
+    properties: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    tests: dict[str, Outcome] = field(default_factory=dict)
+    benchmarks: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    label: str = ""
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _outcome(testcase: ET.Element) -> Outcome:
+    recorded = {p.get("name"): p.get("value") for p in testcase.iterfind("properties/property")}
+    err = _float(recorded.get("max_rel_err"))
+    for tag in ("failure", "error"):
+        node = testcase.find(tag)
+        if node is not None:
+            message = node.get("message") or (node.text or "")
+            if message.startswith(_XPASS_STRICT):
+                return Outcome("xpassed", message.removeprefix(_XPASS_STRICT).strip(), err)
+            match = _RELATIVE.search(message)
+            return Outcome("failed", message, _float(match.group(1)) if match else err)
+    node = testcase.find("skipped")
+    if node is None:
+        return Outcome("passed", max_rel_err=err)
+    message = node.get("message", "")
+    if message == _XPASS:
+        return Outcome("xpassed", message)
+    return Outcome("xfailed" if node.get("type") == "pytest.xfail" else "skipped", message)
+
+
+def read_junit(path: Path) -> tuple[dict[str, str], dict[str, Outcome]]:
+    """The suite properties (torch, torchvision, opacus, machine_class) and every test's outcome."""
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise BadInput(f"{path}: not well-formed XML ({exc})") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise BadInput(f"{path}: XML, but not JUnit (root element <{root.tag}>, expected <testsuites> or <testsuite>)")
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    properties = {p.get("name", ""): p.get("value", "") for s in suites for p in s.iterfind("properties/property")}
+    tests = {
+        f"{case.get('classname', '')}::{case.get('name', '')}": _outcome(case)
+        for s in suites
+        for case in s.iter("testcase")
+    }
+    return properties, tests
+
+
+def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], dict[str, float]]]:
+    """The machine info (torch, machine_class) and each benchmark's speedup, overhead and peak memory."""
+    from harness.bench import add_ratios
+
+    data = read_json(path)
+    try:
+        add_ratios(data["benchmarks"])
+        figures = {
+            case_and_method(bench): {
+                name: float(value)
+                for name, value in (bench.get("extra_info") or {}).items()
+                if name in ("speedup", "overhead", "peak_bytes")
+            }
+            for bench in data["benchmarks"]
+        }
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadInput(f"{path}: a benchmark record is not as pytest-benchmark writes it ({exc!r})") from None
+    info = data["machine_info"] if isinstance(data["machine_info"], dict) else {}
+    return {k: str(info[k]) for k in ("torch", "machine_class") if k in info}, figures
+
+
+def _result_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".xml", ".json") and p.is_file())
+        if not files:
+            raise BadInput(f"{path}: holds no *.xml or *.json result files")
+        return files
+    if not path.is_file():
+        raise BadInput(f"{path}: no such file or directory")
+    return [path]
+
+
+def _read(path: Path) -> tuple[dict[str, str], dict[str, Outcome], dict[tuple[str, str], dict[str, float]]]:
+    try:
+        with path.open("rb") as f:
+            head = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror})") from None
+    if head.startswith(b"<"):
+        return (*read_junit(path), {})
+    if head.startswith(b"{"):
+        properties, figures = read_benchmarks(path)
+        return properties, {}, figures
+    raise BadInput(f"{path}: neither JUnit XML nor pytest-benchmark JSON")
+
+
+def _version_key(run: Run) -> tuple:
+    try:
+        return (0, Version(run.torch), str(run.folder))
+    except InvalidVersion:
+        return (1, Version("0"), str(run.folder))
+
+
+def _label(runs: list[Run]) -> None:
+    """``torch 2.14.0``; with the folder's name, or its path, where that alone is not unique."""
+    styles = (
+        lambda r: f"torch {r.torch}",
+        lambda r: f"torch {r.torch} ({r.folder.resolve().name})",
+        lambda r: f"torch {r.torch} ({r.folder})",
+    )
+    for style in styles:
+        labels = [style(r) for r in runs]
+        if len(set(labels)) == len(labels):
+            break
+    for run, label in zip(runs, labels, strict=True):
+        run.label = label
+
+
+def load_runs(paths: Sequence[Path]) -> list[Run]:
+    """Read every result file under ``paths``, one run per folder and torch version, oldest torch first."""
+    runs: dict[tuple[Path, str], Run] = {}
+    for path in paths:
+        for file in _result_files(path):
+            properties, tests, figures = _read(file)
+            torch = properties.get("torch", "unknown")
+            run = runs.setdefault((file.parent.resolve(), torch), Run(file.parent, torch))
+            run.properties.update(properties)
+            if file.name not in run.files:
+                run.files.append(file.name)
+            run.tests.update(tests)
+            run.benchmarks.update(figures)
+    if not any(run.tests or run.benchmarks for run in runs.values()):
+        raise BadInput(f"no test results or benchmarks in {', '.join(map(str, paths))}")
+    ordered = sorted(runs.values(), key=_version_key)
+    _label(ordered)
+    return ordered
+
+
+@dataclass(frozen=True)
+class Row:
+    """Where a test goes in the scorecard: its check, device, precision, model and method."""
+
+    check: str
+    device: str
+    precision: str
+    model: str
+    method: str
+
+
+def row_of(test: str) -> Row | None:
+    """The scorecard row of a test (``classname::function[param]``), or None for other tests."""
+    match = re.fullmatch(r"(?:[^\[]*::)?(?P<function>[^\[]+)\[(?P<param>.*)\]", test)
+    if match is None or match["function"] not in CHECKS:
+        return None
+    cell = CELL_ID.fullmatch(match["param"])
+    if cell is None or cell["method"] is None:
+        return None
+    return Row(match["function"], cell["device"], cell["precision"], cell["model"], cell["method"])
+
+
+def _grouped(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pairs in order of first appearance, those with the same first part (model, case) together."""
+    keys = list(dict.fromkeys(keys))
+    order = {first: i for i, first in enumerate(dict.fromkeys(first for first, _ in keys))}
+    return sorted(keys, key=lambda key: order[key[0]])
+
+
+def _format_err(err: float) -> str:
+    return "0" if err == 0 else f"{err:.1e}"
+
+
+class Notes:
+    """The xfail reasons, numbered once for the whole scorecard."""
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, int] = {}
+
+    def ref(self, reason: str) -> str:
+        """``[n]`` for this reason."""
+        return f"[{self.reasons.setdefault(reason, len(self.reasons) + 1)}]"
+
+
+def _cell(outcomes: list[Outcome], notes: Notes) -> str:
+    if not outcomes:
+        return "—"
+    counts = Counter(o.status for o in outcomes)
+    parts = []
+    for status in STATUSES:
+        if status not in counts:
+            continue
+        text = _LABELS[status]
+        if status == "xfailed":
+            text += " " + "".join(sorted({notes.ref(o.message) for o in outcomes if o.status == status}))
+        if len(counts) > 1:
+            text += f" {counts[status]}/{len(outcomes)}"
+        parts.append(text)
+    errors = [o.max_rel_err for o in outcomes if o.max_rel_err is not None]
+    worst = f" ({_format_err(max(errors))})" if errors else ""
+    return ", ".join(parts) + worst
+
+
+def _counts_table(runs: Sequence[Run]) -> list[str]:
+    lines = [
+        "| run | torchvision | opacus | machine | passed | xfailed | failed | skipped | benchmarks | files |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        counts = Counter(o.status for o in run.tests.values())
+        p = run.properties
+        lines.append(
+            f"| {run.label} | {p.get('torchvision', '?')} | {p.get('opacus', '?')} | {p.get('machine_class', '?')} | "
+            f"{counts['passed']} | {counts['xfailed']} | {counts['failed'] + counts['xpassed']} | {counts['skipped']} | "
+            f"{len(run.benchmarks)} | {run.folder}/: {', '.join(run.files)} |"
+        )
+    return lines
+
+
+def _failure_lines(failures: list[tuple[str, str, Outcome]]) -> list[str]:
+    lines = [f"- `{test}` ({label}): {_one_line(o.message)}" for label, test, o in failures[:MAX_LISTED]]
+    if len(failures) > MAX_LISTED:
+        lines.append(f"- … and {len(failures) - MAX_LISTED} more")
+    return lines
+
+
+def _correctness(runs: Sequence[Run], notes: Notes) -> list[str]:
+    sections: dict[tuple[str, str, str], dict[tuple[str, str], list[list[Outcome]]]] = {}
+    failures: dict[tuple[str, str, str], list[tuple[str, str, Outcome]]] = {}
+    for i, run in enumerate(runs):
+        for test, outcome in run.tests.items():
+            row = row_of(test)
+            if row is None:
+                continue
+            key = (row.check, row.device, row.precision)
+            cells = sections.setdefault(key, {}).setdefault((row.model, row.method), [[] for _ in runs])
+            cells[i].append(outcome)
+            if outcome.status in ("failed", "xpassed"):
+                failures.setdefault(key, []).append((run.label, test.split("::")[-1], outcome))
+    lines = []
+    for check in CHECKS:
+        for (name, device, precision), cells in sections.items():
+            shown = {k: v for k, v in cells.items() if any(o.status != "skipped" for c in v for o in c)}
+            if name != check or not shown:
+                continue
+            subject = CHECKS[check].subject
+            lines += [
+                f"## {CHECKS[check].title}: {device}, {precision}",
+                "",
+                f"| {subject} | method | " + " | ".join(r.label for r in runs) + " |",
+                "|---|---|" + "---|" * len(runs),
+            ]
+            for model, method in _grouped(shown):
+                cells_of_runs = " | ".join(_cell(c, notes) for c in shown[(model, method)])
+                lines.append(f"| {model} | {method} | {cells_of_runs} |")
+            lines.append("")
+            if (name, device, precision) in failures:
+                lines += ["Failures:", "", *_failure_lines(failures[(name, device, precision)]), ""]
+    return lines
+
+
+def _other_failures(runs: Sequence[Run]) -> list[str]:
+    failures = [
+        (run.label, test.split("::")[-1], o)
+        for run in runs
+        for test, o in run.tests.items()
+        if o.status in ("failed", "xpassed") and row_of(test) is None
+    ]
+    if not failures:
+        return []
+    return ["## Other failures", "", *_failure_lines(failures), ""]
+
+
+def _ratio(figures: dict[str, float] | None, name: str) -> str:
+    if not figures or name not in figures:
+        return "—"
+    return f"{figures[name]:#.3g}x"
+
+
+def _benchmarks(runs: Sequence[Run], plot: str | None) -> list[str]:
+    keys = _grouped(key for run in runs for key in run.benchmarks)
+    if not keys:
+        return []
+    columns = [("speedup", _ratio), ("overhead", _ratio)]
+    if any("peak_bytes" in f for run in runs for f in run.benchmarks.values()):
+        columns.append(("peak_bytes", lambda f, n: f"{f[n] / 2**20:.1f} MiB" if f and n in f else "—"))
+    header = [f"{name.replace('_', ' ')}, {run.label}" for name, _ in columns for run in runs]
+    lines = [
+        "## Speed",
+        "",
+        "Speedup: the loop's median time over the method's (higher is faster); overhead: the method's "
+        "median over the plain batched forward+backward's (1 is free). Both from the same run.",
+        "",
+        "| case | method | " + " | ".join(header) + " |",
+        "|---|---|" + "---|" * len(header),
+    ]
+    for case, method in keys:
+        values = [fmt(run.benchmarks.get((case, method)), name) for name, fmt in columns for run in runs]
+        lines.append(f"| {case} | {method} | " + " | ".join(values) + " |")
+    if plot:
+        lines += ["", f"![speedup vs batch size]({plot})"]
+    return [*lines, ""]
+
+
+def scorecard(runs: Sequence[Run], plot: str | None = None) -> str:
+    """The Markdown scorecard; ``plot`` is the speedup PNG's path relative to it, if one was drawn."""
+    notes = Notes()
+    lines = ["# Per-sample-gradient scorecard", "", *_counts_table(runs), ""]
+    correctness = _correctness(runs, notes)
+    if correctness:
+        lines += [
+            "Each cell covers the model's batch sizes (and the sum-reduced loss) in that device and precision: "
+            "the outcomes (with counts where they differ), then in parentheses the worst relative error "
+            "||g - g*|| / ||g*|| over parameters and samples against the reference, where the tests recorded it. "
+            "Skipped tests (no CUDA here, say) are only counted above.",
+            "",
+            *correctness,
+        ]
+    if notes.reasons:
+        lines += ["## Expected failures (strict xfail, from the support matrix)", ""]
+        lines += [f"{n}. {reason}" for reason, n in notes.reasons.items()] + [""]
+    lines += _other_failures(runs) + _benchmarks(runs, plot)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_speedup(runs: Sequence[Run], path: Path) -> bool:
+    """Speedup against batch size, a panel per device and model, a line per method (and run).
+
+    Returns False, writing nothing, where no run holds a speedup.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    panels: dict[tuple[str, str], dict[tuple[str, str], list[tuple[int, float]]]] = {}
+    for run in runs:
+        for (case, method), figures in run.benchmarks.items():
+            cell = CELL_ID.fullmatch(case)
+            if cell is None or cell["batch"] is None or "speedup" not in figures or method == "loop":
+                continue
+            lines = panels.setdefault((cell["device"], cell["model"]), {})
+            lines.setdefault((method, run.label), []).append((int(cell["batch"]), figures["speedup"]))
+    if not panels:
+        return False
+    methods = list(dict.fromkeys(m for lines in panels.values() for m, _ in lines))
+    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    styles = {run.label: (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))[i % 4] for i, run in enumerate(runs)}
+    fig = Figure(figsize=(4.5 * len(panels), 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for ax, ((device, model), lines) in zip(axes, panels.items(), strict=True):
+        for (method, label), points in lines.items():
+            xs, ys = zip(*sorted(points), strict=True)
+            linestyle, marker = styles[label]
+            ax.plot(xs, ys, marker=marker, color=colors[method], linestyle=linestyle, alpha=0.8)
+        ax.axhline(1.0, color="gray", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        batches = sorted({x for points in lines.values() for x, _ in points})
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_title(f"{model} ({device})")
+        ax.set_xlabel("batch size")
+    axes[0].set_ylabel("speedup vs loop (loop time / method time; 1 = loop)")
+    handles = [Line2D([], [], color=colors[m], linewidth=4, label=m) for m in methods]
+    if len(runs) > 1:
+        handles += [Line2D([], [], color="black", linestyle=styles[r.label][0], marker=styles[r.label][1], label=r.label) for r in runs]
+    fig.legend(handles=handles, loc="outside right upper")
+    fig.savefig(path, format="png", dpi=100)
+    return True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m harness report``: write the scorecard and plot, print the scorecard."""
+    parser = argparse.ArgumentParser(prog="python -m harness report", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "results", nargs="*", metavar="RESULTS",
+        help="JUnit XML files, pytest-benchmark JSON files, or folders holding them (results/<env>/)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT,
+        help=f"folder for scorecard.md and speedup.png (default {DEFAULT_OUT}/)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if not args.results:
+            raise BadInput("no results given: name JUnit XML or pytest-benchmark JSON files, or results/<env>/ folders")
+        runs = load_runs([Path(p) for p in args.results])
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    png = args.out / "speedup.png"
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        png.unlink(missing_ok=True)
+        text = scorecard(runs, png.name if plot_speedup(runs, png) else None)
+        (args.out / "scorecard.md").write_text(text)
+    except OSError as exc:
+        print(f"error: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    print(f"wrote {args.out / 'scorecard.md'}" + (f" and {png}" if png.exists() else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,216 @@
+"""``python -m harness report`` on the small real runs under tests/data/report/ (see its README)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.report import Row, Run, main, plot_speedup, row_of
+
+DATA = Path(__file__).parent / "data" / "report"
+NEW, OLD = DATA / "torch-2.14", DATA / "torch-2.6"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def report(capsys, *args: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def scorecard(tmp_path, capsys) -> str:
+    code, out, _ = report(capsys, NEW, OLD, "--out", tmp_path)
+    assert code == 0
+    assert (tmp_path / "scorecard.md").read_text() == out
+    return out
+
+
+def section(text: str, heading: str) -> str:
+    """The lines under a ``## heading`` up to the next one."""
+    start = text.index(f"## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+ORACLE64 = "Per-sample gradients against the float64 oracle: cpu, float64"
+ORACLE32 = "Per-sample gradients against the float64 oracle: cpu, float32"
+SUM32 = "Sum of the per-sample gradients against the batch gradient: cpu, float32"
+
+
+def test_runs_stand_side_by_side_oldest_torch_first(scorecard):
+    assert "| model | method | torch 2.6.0+cu124 | torch 2.14.0+cu130 |" in section(scorecard, ORACLE64)
+    runs = scorecard.split("\n\n")[1]
+    assert "| torch 2.6.0+cu124 | 0.21.0 | 1.6.0 | cpu-2cores | 72 | 24 | 0 | 16 | 18 |" in runs
+    assert "| torch 2.14.0+cu130 | 0.29.0 | 1.6.0 | cpu-2cores | 76 | 24 | 8 | 18 | 18 |" in runs
+
+
+def test_passes_show_the_worst_error_per_precision(scorecard):
+    assert "| mlp | vmap | pass (3.6e-16) | pass (3.6e-16) |" in section(scorecard, ORACLE64)
+    assert "| mlp | loop | pass (0) | pass (0) |" in section(scorecard, ORACLE64)
+    assert "| mlp | vmap | pass (1.7e-07) | pass (1.7e-07) |" in section(scorecard, ORACLE32)
+    assert "| mlp | vmap | pass (1.3e-07) | pass (1.3e-07) |" in section(scorecard, SUM32)
+
+
+def test_xfails_show_the_support_matrix_reason(scorecard):
+    row = re.search(r"\| bn_eval \| opacus-hooks \| xfail \[(\d)\] \| xfail \[\1\] \|", section(scorecard, ORACLE64))
+    assert row is not None
+    reasons = section(scorecard, "Expected failures (strict xfail, from the support matrix)")
+    assert f"{row[1]}. Opacus' validation rejects BatchNorm (a trainable layer with buffers), even in eval mode" in reasons
+
+
+def test_failures_show_counts_error_and_message_and_a_missing_method_a_dash(scorecard):
+    oracle = section(scorecard, ORACLE64)
+    assert "| mlp | my-wrong-method | — | **FAIL** 2/3, pass 1/3 (4.2e+00) |" in oracle
+    assert (
+        "- `test_matches_oracle[cpu-float64-mlp-B7-my-wrong-method]` (torch 2.14.0+cu130): harness.errors.ToleranceError: "
+        "method 'my-wrong-method' on cpu-float64-mlp-B7 differs from the reference: worst at 0.weight, sample 1"
+    ) in oracle
+    assert "| mlp | my-wrong-method | — | **FAIL** (6.0e+00) |" in section(scorecard, SUM32)
+
+
+def test_skipped_cuda_cases_are_counted_not_shown(scorecard):
+    assert "test_matches_oracle[cuda-float64-mlp-B7-vmap]" in (NEW / "junit.xml").read_text()
+    assert ": cuda," not in scorecard and "skipped" not in scorecard[scorecard.index("## ") :]
+
+
+def test_speedup_and_overhead_per_run(scorecard):
+    speed = section(scorecard, "Speed")
+    assert (
+        "| case | method | speedup, torch 2.6.0+cu124 | speedup, torch 2.14.0+cu130 "
+        "| overhead, torch 2.6.0+cu124 | overhead, torch 2.14.0+cu130 |"
+    ) in speed
+    assert "| cpu-float32-mlp-B32 | vmap | 5.23x | 11.4x | 4.60x | 4.31x |" in speed
+    assert "| cpu-float32-smooth_cnn-B16 | batched | 4.93x | 7.95x | 1.00x | 1.00x |" in speed
+    assert "![speedup vs batch size](speedup.png)" in speed
+
+
+def test_the_plot_is_a_png(scorecard, tmp_path):
+    png = (tmp_path / "speedup.png").read_bytes()
+    assert png[:8] == PNG_SIGNATURE and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 100 and height > 100
+
+
+def test_the_plot_draws_a_line_per_method_over_batch_sizes(tmp_path):
+    figures = {("cpu-float32-mlp-B8", "vmap"): 3.0, ("cpu-float32-mlp-B32", "vmap"): 9.0,
+               ("cpu-float32-mlp-B8", "loop"): 1.0, ("cuda-float32-mlp-B8-sum", "my-method"): 20.0}
+    run = Run(Path("r"), "2.14.0", benchmarks={key: {"speedup": v} for key, v in figures.items()}, label="torch 2.14.0")
+    assert plot_speedup([run], tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert not plot_speedup([Run(Path("r"), "2.14.0")], tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+
+
+def test_files_and_folders_mix_and_without_benchmarks_there_is_no_plot(tmp_path, capsys):
+    code, out, err = report(capsys, NEW / "junit.xml", "--out", tmp_path)
+    assert code == 0 and "## Speed" not in out and not (tmp_path / "speedup.png").exists()
+    assert err.strip() == f"wrote {tmp_path / 'scorecard.md'}"
+    code, out, _ = report(capsys, NEW / "junit.xml", NEW / "bench.json", "--out", tmp_path)
+    assert code == 0 and "| 76 | 24 | 8 | 18 | 18 |" in out and (tmp_path / "speedup.png").exists()
+
+
+def test_runs_of_one_torch_version_are_told_apart_by_folder(tmp_path, capsys):
+    for name in ("nightly", "py311-torch2_14"):
+        shutil.copytree(NEW, tmp_path / "results" / name)
+    code, out, _ = report(capsys, tmp_path / "results", "--out", tmp_path / "out")
+    assert code == 0
+    assert "| torch 2.14.0+cu130 (nightly) | torch 2.14.0+cu130 (py311-torch2_14) |" in section(out, ORACLE64)
+
+
+def junit(path: Path, cases: str) -> Path:
+    path.write_text(f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{cases}</testsuite></testsuites>')
+    return path
+
+
+def test_strict_xpass_and_failures_outside_the_tables(tmp_path, capsys):
+    cases = (
+        '<testcase classname="tests.test_oracle" name="test_matches_oracle[cpu-float64-mlp-B7-vmap]">'
+        '<failure message="[XPASS(strict)] fixed upstream?" /></testcase>'
+        '<testcase classname="tests.test_seeds" name="test_seed_001_claim">'
+        '<failure message="AssertionError: the claim no longer holds" /></testcase>'
+    )
+    code, out, _ = report(capsys, junit(tmp_path / "x.xml", cases), "--out", tmp_path)
+    assert code == 0
+    assert "| mlp | vmap | **XPASS** |" in out
+    assert "- `test_seed_001_claim` (torch unknown): AssertionError: the claim no longer holds" in section(
+        out, "Other failures"
+    )
+
+
+@pytest.mark.parametrize(
+    "test, row",
+    [
+        ("tests.test_oracle::test_matches_oracle[cpu-float64-simple_cnn-B7-vmap]",
+         Row("test_matches_oracle", "cpu", "float64", "simple_cnn", "vmap")),
+        ("test_matches_oracle[cuda-tf32-resnet18_gn-B128-opacus-hooks]",
+         Row("test_matches_oracle", "cuda", "tf32", "resnet18_gn", "opacus-hooks")),
+        ("test_sum_equals_batch_gradient[cpu-float32-mlp-B7-sum-my-wrong-method]",
+         Row("test_sum_equals_batch_gradient", "cpu", "float32", "mlp", "my-wrong-method")),
+        ("test_property[cpu-float64-conv_transpose2d-vmap-chunked]",
+         Row("test_property", "cpu", "float64", "conv_transpose2d", "vmap-chunked")),
+        ("test_norms_match_oracle[cpu-float64-mlp-B7-sum-norms-opacus-ghost]",
+         Row("test_norms_match_oracle", "cpu", "float64", "mlp", "opacus-ghost")),
+        ("test_clipped_step_matches_oracle[cpu-float32-conv1d-B7-clip4of7-backpack]",
+         Row("test_clipped_step_matches_oracle", "cpu", "float32", "conv1d", "backpack")),
+        ("test_vmap_has_batching_rules[cpu-float32-mlp-B7]", None),
+        ("test_benchmark[cpu-float32-mlp-B32-vmap]", None),
+        ("test_seed_000_functorch_tutorial", None),
+        ("tests.test_report::test_ids[tests.test_oracle::test_matches_oracle[cpu-float64-mlp-B7-vmap]]", None),
+    ],
+)
+def test_test_ids_are_parsed_without_the_registries(test, row):
+    assert row_of(test) == row
+
+
+def one_line_error(err: str) -> str:
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.xml", "missing.xml: no such file or directory"),
+        (lambda d: d / "nothing", "nothing: holds no *.xml or *.json result files"),
+        (lambda d: d / "notes.txt", "notes.txt: neither JUnit XML nor pytest-benchmark JSON"),
+        (lambda d: d / "page.xml", "page.xml: XML, but not JUnit (root element <html>"),
+        (lambda d: d / "broken.xml", "broken.xml: not well-formed XML"),
+        (lambda d: d / "other.json", "other.json: not pytest-benchmark JSON"),
+        (lambda d: d / "empty.xml", "no test results or benchmarks in"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, make, message):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "notes.txt").write_text("hello\n")
+    (inputs / "page.xml").write_text("<html><body/></html>")
+    (inputs / "broken.xml").write_text("<testsuites><testsuite>")
+    (inputs / "other.json").write_text('{"name": "not a benchmark"}')
+    junit(inputs / "empty.xml", "")
+    (inputs / "nothing").mkdir()
+    code, out, err = report(capsys, make(inputs), "--out", tmp_path / "out")
+    assert code == 2 and out == "" and message in one_line_error(err)
+
+
+def test_no_results_and_an_unwritable_out_are_bad_input(tmp_path, capsys):
+    code, _, err = report(capsys)
+    assert code == 2 and "no results given" in one_line_error(err)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = report(capsys, NEW, "--out", blocker)
+    assert code == 2 and f"cannot write to {blocker}" in one_line_error(err)
+
+
+def test_python_m_harness_report_dispatches():
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "report", "no/such/run"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert one_line_error(proc.stderr) == "error: no/such/run: no such file or directory\n"
