@@ -32,7 +32,7 @@ CHECKS = (*QUANTITIES, "batching-rule", "seed-allclose")
 #: and ghost clipping share the wrapping, the validation and the fallbacks, so they fail alike.
 _OPACUS = ("opacus-hooks", "opacus-functorch", "opacus-ghost", "opacus-dpoptimizer")
 _EXPANDED_WEIGHTS = ("opacus-ew", "expanded-weights")
-_VMAP_FAMILY = ("vmap", "vmap-chunked", "functorch")
+_VMAP_FAMILY = ("vmap", "vmap-chunked", "vmap-compiled", "functorch")
 
 
 @dataclass(frozen=True)
