@@ -184,7 +184,7 @@ def functorch_grads(case: Case) -> dict[str, torch.Tensor]:
     return {name: g for (name, _), g in zip(case.model.named_parameters(), grads, strict=True)}
 
 
-#: Attributes Opacus, ExpandedWeights and BackPACK set on parameters.
+#: Attributes Opacus and ExpandedWeights set on parameters (BackPACK works on a copy of the model).
 _LEFTOVER_ATTRIBUTES = ("grad_sample", "_forward_counter", "_current_grad_sample", "summed_grad", "_norm_sample")
 
 
