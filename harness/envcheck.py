@@ -4,12 +4,16 @@ torchvision's wheels pin one torch release and import only with the registry's r
 of it: with the CPU-only ``torch==2.13.0+cpu`` wheel, ``import torchvision`` fails with
 "operator torchvision::nms does not exist" although the versions match. Such an environment
 must stop the run with a message naming the pair, not fail or pass in some confusing way.
+With ``--constraints FILE`` the pair must also be the one FILE pins: an installer that ignores
+the constraints (uv reads ``UV_CONSTRAINT``, not ``PIP_CONSTRAINT``) would otherwise test the
+newest torch under an environment named for an old one.
 
-    python -m harness check-env
+    python -m harness check-env [--constraints constraints/torch-2.6.txt]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from importlib import metadata
@@ -55,10 +59,32 @@ def check_torch_pair() -> str:
     return pair
 
 
+def check_constraints(path: str, pair: str) -> None:
+    """Raise :class:`BrokenEnvironment` if an installed package is not the version the constraints file pins."""
+    with open(path) as file:
+        lines = [line.split("#", 1)[0].strip() for line in file]
+    for req in (Requirement(line) for line in lines if line):
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            continue  # a constraint limits what is installed; it installs nothing
+        if not req.specifier.contains(Version(installed), prereleases=True):
+            raise BrokenEnvironment(
+                f"{pair}: {path} pins {req}, but {req.name} {installed} is installed; "
+                "the installer did not apply the constraints (pip reads PIP_CONSTRAINT, uv UV_CONSTRAINT)"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness check-env``: 0 and the pair if it works, 2 and why if not."""
+    parser = argparse.ArgumentParser(prog="python -m harness check-env", description="Check the torch/torchvision pair.")
+    parser.add_argument("--constraints", metavar="FILE", help="also require the versions this constraints file pins")
+    args = parser.parse_args(argv)
     try:
-        print(check_torch_pair(), "import together")
+        pair = check_torch_pair()
+        if args.constraints:
+            check_constraints(args.constraints, pair)
+        print(pair, "import together")
     except BrokenEnvironment as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -78,7 +78,7 @@ SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
     ExpectedFailure(
         methods=(*_OPACUS, "backpack"),
         models=("resnet18_gn",),
-        error="Output 0 of BackwardHookFunction is a view and is being modified inplace",
+        error="Output 0 of BackwardHookFunction(Backward)? is a view and is being modified inplace",
         reason=(
             "Opacus and BackPACK wrap modules in full backward hooks; torchvision's BasicBlock modifies hooked "
             "outputs in place (ReLU(inplace=True) and `out += identity` on the GroupNorm output). "
@@ -218,7 +218,7 @@ SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
             "float64); Opacus has no grad sampler for them and falls back to the same vmap"
         ),
         devices=("cpu",),
-        torch=">=2.14",
+        torch=">=2.6",
     ),
     ExpectedFailure(
         methods=_OPACUS,
@@ -257,7 +257,7 @@ SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
             "ExpandedWeights has no rule for the float32 nn.LSTM CPU kernel (aten::mkldnn_rnn_layer) "
             "or, by configuration, the `size` call before it"
         ),
-        torch=">=2.14",
+        torch=">=2.6",
     ),
     ExpectedFailure(
         methods=_EXPANDED_WEIGHTS,
@@ -312,7 +312,7 @@ SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
         error=r"no batching rule for aten::mkldnn_rnn_layer",
         reason="vmap has no batching rule for the CPU (oneDNN) LSTM kernel and loops over samples",
         devices=("cpu",),
-        torch=">=2.14",
+        torch=">=2.6",
     ),
     ExpectedFailure(
         methods=("vmap",),
@@ -321,7 +321,7 @@ SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
         error=r"no batching rule for aten::_scaled_dot_product_flash_attention_for_cpu",
         reason="vmap has no batching rule for the CPU flash-attention kernel behind scaled_dot_product_attention",
         devices=("cpu",),
-        torch=">=2.14",
+        torch=">=2.6",
     ),
     ExpectedFailure(
         methods=("functorch",),
@@ -336,7 +336,7 @@ SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (
             "convolution, moving single elements by up to 3e-3; both agree with the float64 oracle "
             "norm-wise. Seed 001's atol 3e-3 passes (by a hair: 2.98e-3 was measured)"
         ),
-        torch=">=2.14",
+        torch=">=2.6",
     ),
 )
 

@@ -37,3 +37,21 @@ def test_check_env_command_exits_2_with_the_reason(monkeypatch, capsys):
     fake_versions(monkeypatch, "2.13.0+cpu", "0.29.0", "2.14.0")
     assert envcheck.main([]) == 2
     assert "error: torch 2.13.0+cpu with torchvision 0.29.0" in capsys.readouterr().err
+
+
+def test_constraints_catch_an_installer_that_ignored_them(monkeypatch, tmp_path, capsys):
+    constraints = tmp_path / "torch-2.6.txt"
+    constraints.write_text("# the oldest pair\ntorch==2.6.0\ntorchvision==0.21.0  # its torchvision\nnot-installed==1\n")
+    monkeypatch.setattr(envcheck, "check_torch_pair", lambda: "torch 2.15.0 with torchvision 0.29.2")
+    versions = {"torch": "2.15.0", "torchvision": "0.29.2"}
+
+    def version(name):
+        if name not in versions:
+            raise envcheck.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(envcheck.metadata, "version", version)
+    assert envcheck.main(["--constraints", str(constraints)]) == 2
+    assert "torch 2.15.0 with torchvision 0.29.2: " in capsys.readouterr().err
+    versions.update(torch="2.6.0+cu124", torchvision="0.21.0")
+    assert envcheck.main(["--constraints", str(constraints)]) == 0
