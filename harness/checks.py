@@ -120,13 +120,18 @@ def check_property(cell: PropertyCell, min_examples: int = 0) -> list[ExpectedFa
     return outcomes
 
 
+def _as_one_sample(batch_quantity: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A batch quantity (parameter-shaped) as a batch of one, the form the norm-wise comparison takes."""
+    return {name: g.unsqueeze(0) for name, g in batch_quantity.items()}
+
+
 def check_sum(cell: Cell) -> Comparison:
     """With a sum-reduced loss, the per-sample gradients add up to the ordinary batch gradient."""
     __tracebackhide__ = True
     with as_expected(cell.expected):
         case, result = _run(cell)
         summed = {name: g.sum(dim=0, keepdim=True) for name, g in result.items()}
-        batch = {name: g.unsqueeze(0) for name, g in batch_gradient(case.model_name, case.batch_size, case.seed).items()}
+        batch = _as_one_sample(batch_gradient(case.model_name, case.batch_size, case.seed))
         where = f"{describe(cell.method, case)}, summed over the batch,"
         return assert_close(summed, batch, _tolerance(cell), where)
 
@@ -160,8 +165,7 @@ def check_clipped(cell: Cell) -> Comparison:
             f"{describe(cell.method, case)}, clipped step with C = {case.max_grad_norm:.4g} "
             f"({clipped_count(case.batch_size)} of {case.batch_size} samples clipped),"
         )
-        as_batch = {name: g.unsqueeze(0) for name, g in step.items()}
-        return assert_close(as_batch, {name: g.unsqueeze(0) for name, g in reference.items()}, _tolerance(cell), where)
+        return assert_close(_as_one_sample(step), _as_one_sample(reference), _tolerance(cell), where)
 
 
 def check_batching_rules(cell: Cell) -> None:
