@@ -13,9 +13,12 @@ round: drift that hits both cancels.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -63,6 +66,31 @@ class PairedBatched:
         self.rounds.append(time.perf_counter() - start)
 
 
+def _status_kib(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if match is None:
+        raise OSError(f"/proc/self/status has no {field}")
+    return int(match.group(1))
+
+
+def peak_rss_bytes(call: Callable[[], None]) -> int | None:
+    """How far one call raises the process's resident memory at its peak (CPU), or None where
+    Linux's high-water mark cannot be reset.
+
+    Hands what malloc caches back first (``malloc_trim``), so the call's allocations show up as
+    new pages, then resets the high-water mark (``/proc/self/clear_refs``) and reads it after
+    the call. tests/test_bench_memory.py shows it finds a known allocation to within a few MiB.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+        start = _status_kib("VmRSS")
+        call()
+        return max(0, _status_kib("VmHWM") - start) * 1024
+    except (OSError, AttributeError):
+        return None
+
+
 def add_ratios(benchmarks: list[dict]) -> None:
     """Write ``overhead`` (median / batched median) and ``speedup`` (loop / median) into each
     benchmark's ``extra_info``, per group, where the group has those timings."""
@@ -94,8 +122,14 @@ def storage_name() -> str:
 
 
 def machine_info() -> dict[str, object]:
-    """What pytest-benchmark's machine id does not tell apart: torch, threads, the GPU."""
-    info: dict[str, object] = {"torch": torch.__version__, "torch_threads": THREADS, "machine_class": machine_class()}
+    """What pytest-benchmark's machine id does not tell apart: torch, threads, the GPU; and the
+    core count the compare step holds each benchmark's recorded load against."""
+    info: dict[str, object] = {
+        "torch": torch.__version__,
+        "torch_threads": THREADS,
+        "machine_class": machine_class(),
+        "cpus": os.cpu_count(),
+    }
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name()
     return info

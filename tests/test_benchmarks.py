@@ -5,10 +5,12 @@ Not part of the default run. Store a run with ``--benchmark-json=FILE`` (or
 ``python -m harness compare``; heavy cases also carry ``slow`` (``-m "benchmark and slow"``).
 """
 
+import os
+
 import pytest
 import torch
 
-from harness.bench import BATCHED, ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, workload
+from harness.bench import BATCHED, ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, peak_rss_bytes, workload
 
 
 def test_benchmark(benchmark_cell, benchmark):
@@ -29,3 +31,6 @@ def test_benchmark(benchmark_cell, benchmark):
         benchmark.extra_info["batched_rounds"] = paired.rounds[-ROUNDS:]
     if case.device.type == "cuda":
         benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()
+    else:
+        benchmark.extra_info["peak_rss_bytes"] = peak_rss_bytes(call)
+    benchmark.extra_info["load"] = os.getloadavg()[0]
