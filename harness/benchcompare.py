@@ -1,9 +1,12 @@
 """Compare two pytest-benchmark runs, per case and method: did a method get slower?
 
     python -m harness compare BASELINE.json [BASELINE.json ...] CURRENT.json [--absolute] [--threshold 0.15]
+    python -m harness compare BASELINE.json [...] --current RUN1.json RUN2.json RUN3.json
 
-``auto`` as BASELINE takes every run stored under ``baselines/`` for this machine class and
-torch version (where ``--benchmark-autosave`` and ``--benchmark-save`` put them).
+``auto`` as BASELINE takes every run stored under ``baselines/`` (or ``--baselines DIR``) for
+this machine class and torch version (where ``--benchmark-autosave`` and ``--benchmark-save``
+put them); with ``--if-missing store``, a machine class with no stored run yet gets the
+current run(s) stored as its baseline, and nothing is judged.
 
 Reads pytest-benchmark JSON (``--benchmark-json`` output or an autosaved run). Each
 benchmark names its case and method in ``extra_info`` (the project's benchmark tests do), or
@@ -19,7 +22,16 @@ Rounds of one run share that run's luck (measured here: the same code moved by u
 one run to the next, though within 4% for most methods), so a baseline is best several runs
 of unchanged code: their figures' spread around their median is the noise of that case and
 method, and the threshold it is judged by is the larger of ``--threshold`` and twice that
-spread. The rounds of all baseline runs are pooled for the test.
+spread. The rounds of all baseline runs are pooled for the test. The same holds for the run
+being judged: ``--current`` takes several runs of the same code, whose median figure is judged.
+
+A benchmark recorded while the 1-minute load average was at or above the core count is not
+judged (the harness's benchmarks record both): a process descheduled for milliseconds at a
+time fakes a slowdown of any size.
+
+Memory: where both sides recorded peak memory (``peak_bytes`` on CUDA, ``peak_rss_bytes`` on
+the CPU), a method whose peak grew by more than ``--memory-threshold`` and more than
+:data:`MEMORY_FLOOR` bytes is a regression too ("hungrier").
 
 Exit status: 0 no regression, 1 regression, 2 bad input.
 """
@@ -39,6 +51,10 @@ DEFAULT_THRESHOLD = 0.15
 #: How many times the spread of the baseline runs a change must exceed.
 NOISE_FACTOR = 2.0
 DEFAULT_ALPHA = 0.002
+DEFAULT_MEMORY_THRESHOLD = 0.10
+#: Growth of the peak below this is never a memory regression: the CPU figure counts 4 KiB
+#: pages and malloc's own bookkeeping, and moves by a few MiB from one run to the next.
+MEMORY_FLOOR = 8 * 1024 * 1024
 
 
 class BadInput(Exception):
@@ -54,11 +70,19 @@ class Timing:
     method: str
     rounds: tuple[float, ...]
     paired_batched: tuple[float, ...] = ()
+    peak: int | None = None
+    load: float | None = None
+    cpus: int | None = None
 
     @property
     def median(self) -> float:
         """The median round."""
         return statistics.median(self.rounds)
+
+    @property
+    def loaded(self) -> bool:
+        """Recorded while the machine had more runnable work than cores: not to be judged."""
+        return self.load is not None and self.cpus is not None and self.load >= self.cpus
 
 
 Run = dict[tuple[str, str], Timing]
@@ -75,15 +99,39 @@ def case_and_method(bench: dict) -> tuple[str, str]:
     raise BadInput(f"benchmark {bench.get('fullname', bench.get('name'))!r} names no case and method")
 
 
-def stored_baselines(root: Path = Path("baselines")) -> list[Path]:
-    """Every stored run for this machine class and torch version (``auto``)."""
+class NoBaseline(BadInput):
+    """``auto`` found no stored run for this machine class and torch version."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(f"no stored baseline under {folder}/ for this machine class and torch version")
+        self.folder = folder
+
+
+def baseline_folder(root: Path = Path("baselines")) -> Path:
+    """Where ``auto`` looks: ``root/<machine class>-torch-<version>/``."""
     from harness.bench import storage_name
 
-    folder = root / storage_name()
+    return root / storage_name()
+
+
+def stored_baselines(root: Path = Path("baselines")) -> list[Path]:
+    """Every stored run for this machine class and torch version (``auto``)."""
+    folder = baseline_folder(root)
     runs = sorted(folder.glob("*/*.json"))
     if not runs:
-        raise BadInput(f"no stored baseline under {folder}/ for this machine class and torch version")
+        raise NoBaseline(folder)
     return runs
+
+
+def store_as_baseline(runs: Sequence[Path], folder: Path) -> list[Path]:
+    """Copy runs (already read as valid) into ``folder`` where ``auto`` will find them."""
+    target = folder / "stored"
+    target.mkdir(parents=True, exist_ok=True)
+    stored = []
+    for number, run in enumerate(runs, start=1):
+        stored.append(target / f"{number:04d}_baseline.json")
+        stored[-1].write_bytes(run.read_bytes())
+    return stored
 
 
 def read_json(path: str | Path) -> dict:
@@ -112,10 +160,19 @@ def load(path: str | Path) -> Run:
                 f"{path}: benchmark {bench.get('fullname', key)!r} has no raw rounds (stats.data); "
                 "record runs with --benchmark-save-data (the project's benchmark runs do)"
             )
-        paired = (bench.get("extra_info") or {}).get("batched_rounds") or ()
+        extra = bench.get("extra_info") or {}
+        paired = extra.get("batched_rounds") or ()
         if paired and len(paired) != len(rounds):
             raise BadInput(f"{path}: benchmark {key} has {len(rounds)} rounds but {len(paired)} paired batched rounds")
-        run[key] = Timing(*key, tuple(float(r) for r in rounds), tuple(float(r) for r in paired))
+        peak = extra.get("peak_bytes", extra.get("peak_rss_bytes"))
+        run[key] = Timing(
+            *key,
+            rounds=tuple(float(r) for r in rounds),
+            paired_batched=tuple(float(r) for r in paired),
+            peak=None if peak is None else int(peak),
+            load=extra.get("load"),
+            cpus=data["machine_info"].get("cpus"),
+        )
     if not run:
         raise BadInput(f"{path}: holds no benchmarks")
     return run
@@ -158,29 +215,47 @@ def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: 
     return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
 
 
+def _common_keys(baselines: Sequence[Run], currents: Sequence[Run]) -> list[tuple[str, str]]:
+    keys = sorted(set(currents[0]).intersection(*currents[1:], *baselines))
+    if not keys:
+        raise BadInput("the baseline and current runs have no case and method in common")
+    return keys
+
+
+def _median_of_runs(per_run: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """The median of the runs' medians, and the largest relative distance of a run's from it."""
+    figures = [statistics.median(samples) for samples in per_run]
+    middle = statistics.median(figures)
+    return middle, max(abs(f / middle - 1) for f in figures)
+
+
 def compare(
     baselines: Sequence[Run],
-    current: Run,
+    currents: Sequence[Run],
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     absolute: bool = False,
 ) -> list[Row]:
-    """A row per (case, method) in every run; ``batched`` itself is compared only with ``absolute``."""
-    keys = sorted(set(current).intersection(*baselines))
-    if not absolute:
-        keys = [k for k in keys if k[1] != BATCHED]
+    """A row per (case, method) in every run; ``batched`` itself is compared only with ``absolute``.
+
+    Current runs taken under load are left out of a row; a row with none left is not judged."""
+    keys = [k for k in _common_keys(baselines, currents) if absolute or k[1] != BATCHED]
     if not keys:
-        raise BadInput("the baseline and current runs have no case and method in common")
+        raise BadInput(f"the runs have nothing in common but {BATCHED!r} (pass --absolute to compare it)")
     rows = []
     for key in keys:
         per_run = [_samples(run, key, absolute) for run in baselines]
-        figures = [statistics.median(samples) for samples in per_run]
-        b = statistics.median(figures)
-        spread = max(abs(f / b - 1) for f in figures)
+        b, spread = _median_of_runs(per_run)
         allowed = max(threshold, NOISE_FACTOR * spread)
+        quiet = [run for run in currents if not run[key].loaded]
+        if not quiet:
+            worst = max(currents, key=lambda run: run[key].load)[key]
+            rows.append(Row(*key, b, float("nan"), 1.0, f"not judged: load {worst.load:.1f} on {worst.cpus} cores", allowed))
+            continue
+        cur_runs = [_samples(run, key, absolute) for run in quiet]
+        c, _ = _median_of_runs(cur_runs)
         base = [x for samples in per_run for x in samples]
-        cur = _samples(current, key, absolute)
-        c = statistics.median(cur)
+        cur = [x for samples in cur_runs for x in samples]
         if c > b * (1 + allowed):
             p = _slower_p(base, cur, "greater")
             verdict = "REGRESSION" if p < alpha else "slower, not significant"
@@ -190,6 +265,42 @@ def compare(
         else:
             p, verdict = 1.0, "ok"
         rows.append(Row(*key, b, c, p, verdict, allowed))
+    return rows
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One line of the memory table: median peak bytes of the baseline and current runs."""
+
+    case: str
+    method: str
+    baseline: int
+    current: int
+    verdict: str
+
+    @property
+    def change(self) -> float:
+        """Current over baseline, minus one."""
+        return self.current / self.baseline - 1.0 if self.baseline else float("inf")
+
+
+def compare_memory(
+    baselines: Sequence[Run], currents: Sequence[Run], threshold: float = DEFAULT_MEMORY_THRESHOLD
+) -> list[MemoryRow]:
+    """A row per (case, method) whose peak memory every run recorded."""
+    rows = []
+    for key in _common_keys(baselines, currents):
+        peaks = [[run[key].peak for run in runs] for runs in (baselines, currents)]
+        if None in peaks[0] or None in peaks[1]:
+            continue
+        b, c = (int(statistics.median(p)) for p in peaks)
+        if c > b * (1 + threshold) and c - b > MEMORY_FLOOR:
+            verdict = "HUNGRIER"
+        elif b > c * (1 + threshold) and b - c > MEMORY_FLOOR:
+            verdict = "leaner"
+        else:
+            verdict = "ok"
+        rows.append(MemoryRow(*key, b, c, verdict))
     return rows
 
 
@@ -208,12 +319,25 @@ def format_table(rows: Sequence[Row], absolute: bool) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness compare``: print the table, return the exit status."""
+def format_memory_table(rows: Sequence[MemoryRow]) -> str:
+    """The peak-memory comparison as a Markdown table."""
+    lines = ["| case | method | baseline peak (MiB) | current | change | verdict |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r.case} | {r.method} | {r.baseline / 2**20:.1f} | {r.current / 2**20:.1f} | {r.change:+.1%} | {r.verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness compare", description=__doc__.splitlines()[0])
     parser.add_argument(
         "runs", nargs="+", metavar="RUN",
         help="baseline run(s) ('auto': the stored ones, see above), then the run to judge (pytest-benchmark JSON)",
+    )
+    parser.add_argument(
+        "--current", nargs="+", metavar="RUN",
+        help="the runs to judge (several runs of the same code; their median is judged): every RUN is then a baseline",
     )
     parser.add_argument("--absolute", action="store_true", help="judge raw times (same machine only)")
     parser.add_argument(
@@ -224,26 +348,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--alpha", type=float, default=DEFAULT_ALPHA,
         help=f"significance level of the Mann-Whitney U test on the raw rounds (default {DEFAULT_ALPHA})",
     )
+    parser.add_argument(
+        "--memory-threshold", type=float, default=DEFAULT_MEMORY_THRESHOLD,
+        help=f"relative growth of peak memory that counts (default {DEFAULT_MEMORY_THRESHOLD}; "
+        f"growth below {MEMORY_FLOOR // 2**20} MiB never does)",
+    )
+    parser.add_argument("--baselines", type=Path, default=Path("baselines"), help="where 'auto' looks (default baselines/)")
+    parser.add_argument(
+        "--if-missing", choices=("fail", "store"), default="fail",
+        help="when 'auto' finds no stored run for this machine class: fail (exit 2, the default), "
+        "or store the current run(s) there as its baseline and judge nothing",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m harness compare``: print the tables, return the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.threshold <= 0 or not 0 < args.alpha < 1:
-        parser.error("--threshold must be positive and --alpha between 0 and 1")
-    if len(args.runs) < 2:
+    if args.threshold <= 0 or args.memory_threshold <= 0 or not 0 < args.alpha < 1:
+        parser.error("--threshold and --memory-threshold must be positive and --alpha between 0 and 1")
+    given, current_paths = (args.runs, args.current) if args.current else (args.runs[:-1], args.runs[-1:])
+    if not given:
         parser.error("give at least one baseline run and the current run")
     try:
-        paths = [p for arg in args.runs[:-1] for p in (stored_baselines() if arg == "auto" else [Path(arg)])]
-        baselines, current = [load(p) for p in paths], load(args.runs[-1])
-        rows = compare(baselines, current, args.threshold, args.alpha, args.absolute)
-        baseline = {key: timing for run in baselines for key, timing in run.items()}
+        currents = [load(p) for p in current_paths]
+        try:
+            paths = [p for arg in given for p in (stored_baselines(args.baselines) if arg == "auto" else [Path(arg)])]
+        except NoBaseline as missing:
+            if args.if_missing == "fail":
+                raise
+            loaded = sorted({f"{t.case}/{t.method}" for run in currents for t in run.values() if t.loaded})
+            if loaded:
+                raise BadInput(f"{missing}; not storing runs recorded under load as one ({', '.join(loaded)})") from None
+            stored = store_as_baseline([Path(p) for p in current_paths], missing.folder)
+            print(f"{missing}: stored the current run(s) as its baseline, nothing judged: " + ", ".join(map(str, stored)))
+            return 0
+        baselines = [load(p) for p in paths]
+        rows = compare(baselines, currents, args.threshold, args.alpha, args.absolute)
+        memory = compare_memory(baselines, currents, args.memory_threshold)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(rows, args.absolute))
-    for label, only in (("baseline only", set(baseline) - set(current)), ("current only", set(current) - set(baseline))):
+    if memory:
+        print("\n" + format_memory_table(memory))
+    baseline_keys = set().union(*baselines)
+    current_keys = set().union(*currents)
+    for label, only in (("baseline only", baseline_keys - current_keys), ("current only", current_keys - baseline_keys)):
         if only:
             print(f"\n{label} (not compared): " + ", ".join(f"{case}/{method}" for case, method in sorted(only)))
     regressions = [r for r in rows if r.verdict == "REGRESSION"]
+    hungrier = [r for r in memory if r.verdict == "HUNGRIER"]
+    unjudged = [r for r in rows if r.verdict.startswith("not judged")]
     print(
         f"\n{len(regressions)} regression(s) in {len(rows)} comparison(s) against {len(baselines)} baseline run(s) "
-        f"(threshold {args.threshold:.0%} or {NOISE_FACTOR:g}x the baseline runs' spread, alpha {args.alpha})"
+        f"(threshold {args.threshold:.0%} or {NOISE_FACTOR:g}x the baseline runs' spread, alpha {args.alpha}); "
+        f"{len(currents)} current run(s)"
     )
-    return 1 if regressions else 0
+    if memory:
+        print(f"{len(hungrier)} method(s) hungrier in {len(memory)} memory comparison(s) (threshold {args.memory_threshold:.0%})")
+    if unjudged:
+        print(f"{len(unjudged)} comparison(s) not judged: recorded with the load at or above the core count; rerun on a quiet machine")
+    return 1 if regressions or hungrier else 0

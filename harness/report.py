@@ -35,6 +35,8 @@ from packaging.version import InvalidVersion, Version
 
 from harness.benchcompare import BadInput, case_and_method, read_json
 
+#: Peak memory figures a benchmark may carry: CUDA allocated bytes, CPU resident growth.
+PEAKS = ("peak_bytes", "peak_rss_bytes")
 DEFAULT_OUT = Path("results/report")
 
 #: A test id's parameter, ``device-precision-model[-B<n>[-sum][-norms|-clip<k>of<n>]][-method]``:
@@ -87,7 +89,7 @@ class Outcome:
 @dataclass
 class Run:
     """The results of one folder and torch version: tests by ``classname::name``, and benchmark
-    figures (``speedup``, ``overhead``, ``peak_bytes``) by (case, method)."""
+    figures (``speedup``, ``overhead``, ``peak_bytes``, ``peak_rss_bytes``) by (case, method)."""
 
     folder: Path
     torch: str
@@ -159,7 +161,7 @@ def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], d
             case_and_method(bench): {
                 name: float(value)
                 for name, value in (bench.get("extra_info") or {}).items()
-                if name in ("speedup", "overhead", "peak_bytes")
+                if name in ("speedup", "overhead", *PEAKS)
             }
             for bench in data["benchmarks"]
         }
@@ -380,8 +382,9 @@ def _benchmarks(runs: Sequence[Run], plot: str | None) -> list[str]:
     if not keys:
         return []
     columns = [("speedup", _ratio), ("overhead", _ratio)]
-    if any("peak_bytes" in f for run in runs for f in run.benchmarks.values()):
-        columns.append(("peak_bytes", lambda f, n: f"{f[n] / 2**20:.1f} MiB" if f and n in f else "—"))
+    for peak in PEAKS:
+        if any(peak in f for run in runs for f in run.benchmarks.values()):
+            columns.append((peak, lambda f, n: f"{f[n] / 2**20:.1f} MiB" if f and n in f else "—"))
     header = [f"{name.replace('_', ' ')}, {run.label}" for name, _ in columns for run in runs]
     lines = [
         "## Speed",

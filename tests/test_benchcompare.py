@@ -20,20 +20,21 @@ def rounds(median: float, n: int = 30, spread: float = 0.02, seed: int = 0) -> l
     return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
 
 
-def write_run(path: Path, times: dict[str, list[float]], case: str = CASE) -> Path:
-    """A minimal pytest-benchmark JSON file with one benchmark per method of ``case``."""
+def write_run(path: Path, times: dict[str, list[float]], case: str = CASE, **extra: dict[str, object]) -> Path:
+    """A minimal pytest-benchmark JSON file with one benchmark per method of ``case``, on a
+    2-core machine; ``extra`` adds ``extra_info`` entries per method (``vmap={"load": 3.0}``)."""
     benchmarks = [
         {
             "group": case,
             "name": f"test_bench[{case}-{method}]",
             "fullname": f"tests/benchmarks/test_bench.py::test_bench[{case}-{method}]",
             "param": method,
-            "extra_info": {"case": case, "method": method},
+            "extra_info": {"case": case, "method": method, **extra.get(method, {})},
             "stats": {"data": data, "rounds": len(data)},
         }
         for method, data in times.items()
     ]
-    path.write_text(json.dumps({"machine_info": {"node": "test"}, "benchmarks": benchmarks, "version": "5.3.1"}))
+    path.write_text(json.dumps({"machine_info": {"node": "test", "cpus": 2}, "benchmarks": benchmarks, "version": "5.3.1"}))
     return path
 
 
@@ -105,6 +106,61 @@ def test_the_spread_of_several_baseline_runs_widens_the_threshold(tmp_path, caps
         out = capsys.readouterr().out
         assert verdict in line(out, "vmap") and re.search(r"\| 3[3-5]% \|", line(out, "vmap"))
         assert "against 3 baseline run(s)" in out
+
+
+def test_several_current_runs_are_judged_by_their_median(tmp_path, capsys):
+    """One of three current runs +40% (a bad run), the median +2%: not a regression; two of three: one."""
+    base = write_run(tmp_path / "base.json", {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)})
+    for slow_runs, code in ((1, 0), (2, 1)):
+        currents = [
+            write_run(tmp_path / f"cur{i}.json", {"batched": rounds(1.0, seed=3 + i), "vmap": rounds(2.8 if i < slow_runs else 2.04, seed=9 + i)})
+            for i in range(3)
+        ]
+        assert main([str(base), "--current", *map(str, currents)]) == code
+        out = capsys.readouterr().out
+        assert ("REGRESSION" in line(out, "vmap")) == bool(code) and "3 current run(s)" in out
+
+
+def test_a_run_recorded_under_load_is_not_judged(tmp_path, capsys):
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = write_run(tmp_path / "cur.json", {"batched": rounds(1.0, seed=3), "vmap": rounds(4.0, seed=4)}, vmap={"load": 2.5})
+    assert main([str(write_run(tmp_path / "base.json", base)), str(cur)]) == 0
+    out = capsys.readouterr().out
+    assert "not judged: load 2.5 on 2 cores" in line(out, "vmap")
+    assert "1 comparison(s) not judged: recorded with the load at or above the core count" in out
+    quiet = write_run(tmp_path / "quiet.json", {"batched": rounds(1.0, seed=5), "vmap": rounds(4.0, seed=6)}, vmap={"load": 1.2})
+    assert main([str(tmp_path / "base.json"), "--current", str(cur), str(quiet)]) == 1
+    assert "REGRESSION" in line(capsys.readouterr().out, "vmap")
+
+
+def test_a_method_that_needs_more_memory_is_a_regression(tmp_path, capsys):
+    mib = 2**20
+    times = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2), "loop": rounds(9.0, seed=3)}
+    base = write_run(tmp_path / "base.json", times, vmap={"peak_rss_bytes": 100 * mib}, loop={"peak_rss_bytes": 20 * mib})
+    cur = write_run(tmp_path / "cur.json", times, vmap={"peak_rss_bytes": 130 * mib}, loop={"peak_rss_bytes": 26 * mib})
+    assert main([str(base), str(cur)]) == 1
+    out = capsys.readouterr().out
+    assert "| vmap | 100.0 | 130.0 | +30.0% | HUNGRIER |" in out
+    assert "| loop | 20.0 | 26.0 | +30.0% | ok |" in out, "6 MiB is below the floor"
+    assert "1 method(s) hungrier in 3 memory comparison(s)" not in out and "1 method(s) hungrier in 2 memory comparison(s)" in out
+
+
+def test_a_machine_class_without_baseline_fails_or_stores_the_run_when_asked(tmp_path, capsys):
+    from harness.benchcompare import baseline_folder
+
+    times = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = write_run(tmp_path / "cur.json", times)
+    root = tmp_path / "stored-baselines"
+    assert main(["auto", str(cur), "--baselines", str(root)]) == 2
+    assert "no stored baseline under" in capsys.readouterr().err
+    assert main(["auto", str(cur), "--baselines", str(root), "--if-missing", "store"]) == 0
+    assert "stored the current run(s) as its baseline, nothing judged" in capsys.readouterr().out
+    assert [p.name for p in baseline_folder(root).glob("*/*.json")] == ["0001_baseline.json"]
+    assert main(["auto", str(cur), "--baselines", str(root), "--if-missing", "store"]) == 0
+    assert "| ok |" in line(capsys.readouterr().out, "vmap"), "the stored run is the baseline from then on"
+    loaded = write_run(tmp_path / "loaded.json", times, vmap={"load": 4.0})
+    assert main(["auto", str(loaded), "--baselines", str(tmp_path / "other"), "--if-missing", "store"]) == 2
+    assert "not storing runs recorded under load" in capsys.readouterr().err
 
 
 def test_cases_in_one_run_only_are_listed(tmp_path, capsys):
