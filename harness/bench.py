@@ -24,7 +24,8 @@ import torch
 
 from harness.benchcompare import BATCHED
 from harness.case import Case
-from harness.methods import get_method
+from harness.clipping import mid_bound, per_sample_norms
+from harness.methods import get_method, timed_methods
 
 #: Fixed for every benchmark and recorded in the machine info: thread count changes timings.
 #: One thread leaves the second core of a 2-core machine to everything else.
@@ -42,8 +43,19 @@ def _batched_step(case: Case) -> None:
 
 
 def workload(method: str, case: Case) -> Callable[[], None]:
-    """One timed call: the method (or ``batched``) on the case, ending in a CUDA synchronize."""
-    step = (lambda: _batched_step(case)) if method == BATCHED else (lambda: get_method(method)(case))
+    """One timed call: the method (or ``batched``) on the case, ending in a CUDA synchronize.
+
+    A method that gives no per-sample gradients is timed on its clipped step (or norms); the
+    clipping bound is then set, untimed, halfway between the middle per-sample norms (from vmap).
+    """
+    if method == BATCHED:
+        step = lambda: _batched_step(case)  # noqa: E731
+    else:
+        quantity = timed_methods()[method]
+        if quantity == "clipped" and case.max_grad_norm is None:
+            case.max_grad_norm = mid_bound(per_sample_norms(get_method("vmap")(case)))
+        fn = get_method(method, quantity)
+        step = lambda: fn(case)  # noqa: E731
     sync = torch.cuda.synchronize if case.device.type == "cuda" else (lambda: None)
 
     def call() -> None:

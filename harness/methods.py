@@ -96,6 +96,20 @@ def methods_for(quantity: str) -> list[str]:
     return own + [name for name in METHODS if name not in own]
 
 
+#: What the benchmarks time for a method, in order of preference: the per-sample gradients where
+#: it gives them, else the clipped step (what DP-SGD trains with), else the norms.
+TIMED_QUANTITIES = ("grads", "clipped", "norms")
+
+
+def timed_methods() -> dict[str, str]:
+    """Every registered method once, gradient methods first, with the quantity its benchmark times."""
+    timed: dict[str, str] = {}
+    for quantity in TIMED_QUANTITIES:
+        for name in _REGISTRIES[quantity]:
+            timed.setdefault(name, quantity)
+    return timed
+
+
 def unregister_method(name: str) -> None:
     """Remove ``name`` from every quantity's registry (for tests that register throw-away methods)."""
     for registry in _REGISTRIES.values():

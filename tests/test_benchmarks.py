@@ -1,7 +1,7 @@
 """The speed guard: ``python -m pytest -m benchmark`` times every method on every benchmark case.
 
 Not part of the default run. Store a run with ``--benchmark-json=FILE`` (or
-``--benchmark-autosave``, into ``baselines/torch-<version>/``) and judge it with
+``--benchmark-autosave``, into ``baselines/<class>-torch-<version>/``) and judge it with
 ``python -m harness compare``; heavy cases also carry ``slow`` (``-m "benchmark and slow"``).
 """
 
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from harness.bench import BATCHED, ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, peak_rss_bytes, workload
+from harness.methods import timed_methods
 
 
 def test_benchmark(benchmark_cell, benchmark):
@@ -25,7 +26,7 @@ def test_benchmark(benchmark_cell, benchmark):
         torch.cuda.reset_peak_memory_stats()
     paired = PairedBatched(case) if cell.method != BATCHED else None
     benchmark.group = case.id
-    benchmark.extra_info.update(case=case.id, method=cell.method, threads=THREADS)
+    benchmark.extra_info.update(case=case.id, method=cell.method, threads=THREADS, quantity=timed_methods().get(cell.method, BATCHED))
     benchmark.pedantic(call, setup=paired, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if paired is not None:
         benchmark.extra_info["batched_rounds"] = paired.rounds[-ROUNDS:]

@@ -6,6 +6,8 @@ import re
 
 import pytest
 import torch
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from harness.drawn import LAYER_KINDS
 from harness.grid import GRIDS
@@ -19,6 +21,9 @@ from harness.tolerances import NUMERICS, TOLERANCES, tolerance_for
 def test_every_row_covers_some_cell_and_says_why(row):
     assert row.reason and row.checks and set(row.checks) <= set(CHECKS)
     re.compile(row.error)
+    installed = Version(Version(torch.__version__).base_version)
+    if installed not in SpecifierSet(row.torch):
+        pytest.skip(f"the row holds for torch {row.torch}, not the installed {torch.__version__}: tox covers the others")
     if row.checks == ("seed-allclose",):
         assert expected_failure(row.methods[0], row.models[0], row.precisions[0], row.devices[0], "seed-allclose") == row
         return
