@@ -48,6 +48,10 @@ def line(out: str, method: str) -> str:
     return next(row for row in out.splitlines() if f"| {method} |" in row)
 
 
+def memory_line(out: str, method: str) -> str:
+    return line(out.split("baseline peak (MiB)", 1)[1], method)
+
+
 def test_unchanged_code_does_not_alarm(tmp_path, capsys):
     base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
     cur = {"batched": rounds(1.0, seed=3), "vmap": rounds(2.0, seed=4)}
@@ -73,11 +77,21 @@ def test_a_speed_up_is_an_improvement_not_a_failure(tmp_path, capsys):
 
 def test_a_slower_machine_does_not_alarm_on_ratios_but_does_with_absolute(tmp_path, capsys):
     base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
-    cur = {"batched": rounds(1.5, seed=3), "vmap": rounds(3.0, seed=4)}
+    cur = {"batched": rounds(1.3, seed=3), "vmap": rounds(2.6, seed=4)}
     code, out, _ = run(tmp_path, base, cur, capsys=capsys)
     assert code == 0 and "| ok |" in line(out, "vmap")
     code, out, _ = run(tmp_path, base, cur, "--absolute", capsys=capsys)
     assert code == 1 and "REGRESSION" in line(out, "vmap") and "REGRESSION" in line(out, "batched")
+
+
+def test_a_run_whose_batched_step_drifted_too_far_is_not_judged_by_ratios(tmp_path, capsys):
+    """A spell of a shared machine: the batched step 2x slower, the method 1.6x: ratios say -20%."""
+    base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    cur = {"batched": rounds(2.0, seed=3), "vmap": rounds(3.2, seed=4)}
+    code, out, _ = run(tmp_path, base, cur, capsys=capsys)
+    assert code == 0 and "not judged: batched step 2x the baseline's" in line(out, "vmap")
+    code, out, _ = run(tmp_path, base, cur, "--max-drift", "2.5", capsys=capsys)
+    assert code == 0 and "improved" in line(out, "vmap")
 
 
 def test_a_change_beyond_the_threshold_without_support_in_the_rounds_is_reported_not_failed(tmp_path, capsys):
@@ -127,7 +141,7 @@ def test_a_run_recorded_under_load_is_not_judged(tmp_path, capsys):
     assert main([str(write_run(tmp_path / "base.json", base)), str(cur)]) == 0
     out = capsys.readouterr().out
     assert "not judged: load 2.5 on 2 cores" in line(out, "vmap")
-    assert "1 comparison(s) not judged: recorded with the load at or above the core count" in out
+    assert "1 comparison(s) not judged: every current run was recorded with the load at or above the core count" in out
     quiet = write_run(tmp_path / "quiet.json", {"batched": rounds(1.0, seed=5), "vmap": rounds(4.0, seed=6)}, vmap={"load": 1.2})
     assert main([str(tmp_path / "base.json"), "--current", str(cur), str(quiet)]) == 1
     assert "REGRESSION" in line(capsys.readouterr().out, "vmap")
@@ -140,9 +154,20 @@ def test_a_method_that_needs_more_memory_is_a_regression(tmp_path, capsys):
     cur = write_run(tmp_path / "cur.json", times, vmap={"peak_rss_bytes": 130 * mib}, loop={"peak_rss_bytes": 26 * mib})
     assert main([str(base), str(cur)]) == 1
     out = capsys.readouterr().out
-    assert "| vmap | 100.0 | 130.0 | +30.0% | HUNGRIER |" in out
-    assert "| loop | 20.0 | 26.0 | +30.0% | ok |" in out, "6 MiB is below the floor"
+    assert "| 100.0 | 130.0 | +30.0% | 10.0 | HUNGRIER |" in memory_line(out, "vmap")
+    assert "| 20.0 | 26.0 | +30.0% | 8.0 | ok |" in memory_line(out, "loop"), "6 MiB is below the floor"
     assert "1 method(s) hungrier in 3 memory comparison(s)" not in out and "1 method(s) hungrier in 2 memory comparison(s)" in out
+
+
+def test_the_spread_of_the_baseline_runs_peaks_widens_the_memory_allowance(tmp_path, capsys):
+    """Baseline peaks 100, 112 and 120 MiB (range 20): 135 MiB is within 2x that range of 112, 160 is not."""
+    mib = 2**20
+    times = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
+    paths = [write_run(tmp_path / f"base{p}.json", times, vmap={"peak_rss_bytes": p * mib}) for p in (100, 112, 120)]
+    for peak, verdict, code in ((135, "| 40.0 | ok |", 0), (160, "| 40.0 | HUNGRIER |", 1)):
+        cur = write_run(tmp_path / "cur.json", times, vmap={"peak_rss_bytes": peak * mib})
+        assert main([*map(str, paths), str(cur)]) == code
+        assert verdict in memory_line(capsys.readouterr().out, "vmap")
 
 
 def test_a_machine_class_without_baseline_fails_or_stores_the_run_when_asked(tmp_path, capsys):
