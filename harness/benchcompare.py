@@ -1,6 +1,6 @@
 """Compare two pytest-benchmark runs, per case and method: did a method get slower?
 
-    python -m harness compare BASELINE.json [BASELINE.json ...] CURRENT.json [--absolute] [--threshold 0.15]
+    python -m harness compare BASELINE.json [BASELINE.json ...] CURRENT.json [--absolute] [--threshold 0.10]
     python -m harness compare BASELINE.json [...] --current RUN1.json RUN2.json RUN3.json
 
 ``auto`` as BASELINE takes every run stored under ``baselines/`` (or ``--baselines DIR``) for
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BATCHED = "batched"
-DEFAULT_THRESHOLD = 0.15
+DEFAULT_THRESHOLD = 0.10
 #: How many times the spread of the baseline runs a change must exceed.
 NOISE_FACTOR = 2.0
 DEFAULT_ALPHA = 0.002
@@ -222,7 +222,9 @@ def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: 
 
 
 def _common_keys(baselines: Sequence[Run], currents: Sequence[Run]) -> list[tuple[str, str]]:
-    keys = sorted(set(currents[0]).intersection(*currents[1:], *baselines))
+    """Every (case, method) of all current runs that some baseline run has (a method added
+    after some of the baseline runs were recorded is judged against the runs that have it)."""
+    keys = sorted(set(currents[0]).intersection(*currents[1:]) & set().union(*baselines))
     if not keys:
         raise BadInput("the baseline and current runs have no case and method in common")
     return keys
@@ -272,12 +274,13 @@ def compare(
         raise BadInput(f"the runs have nothing in common but {BATCHED!r} (pass --absolute to compare it)")
     rows = []
     for key in keys:
-        judged_baselines, quiet = baselines, [run for run in currents if not run[key].loaded]
+        having = [run for run in baselines if key in run]
+        judged_baselines, quiet = having, [run for run in currents if not run[key].loaded]
         reference = None
         if not absolute:
-            times = [t for t in (_batched_time(run, key) for run in baselines) if t is not None]
+            times = [t for t in (_batched_time(run, key) for run in having) if t is not None]
             reference = statistics.median(times) if times else None
-            judged_baselines = _steady(baselines, key, reference, max_drift) or baselines
+            judged_baselines = _steady(having, key, reference, max_drift) or having
             steady = _steady(quiet, key, reference, max_drift)
         else:
             steady = quiet
@@ -336,7 +339,8 @@ def compare_memory(
     times the range of the baseline runs' peaks, and :data:`MEMORY_FLOOR`."""
     rows = []
     for key in _common_keys(baselines, currents):
-        base, cur = ([run[key].peak for run in runs] for runs in (baselines, currents))
+        base = [run[key].peak for run in baselines if key in run]
+        cur = [run[key].peak for run in currents]
         if None in base or None in cur:
             continue
         b, c = int(statistics.median(base)), int(statistics.median(cur))

@@ -188,6 +188,15 @@ def test_a_machine_class_without_baseline_fails_or_stores_the_run_when_asked(tmp
     assert "not storing runs recorded under load" in capsys.readouterr().err
 
 
+def test_a_method_added_after_some_baseline_runs_is_judged_against_the_runs_that_have_it(tmp_path, capsys):
+    old = write_run(tmp_path / "old.json", {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)})
+    new = write_run(tmp_path / "new.json", {"batched": rounds(1.0, seed=3), "vmap": rounds(2.0, seed=4), "ghost": rounds(3.0, seed=5)})
+    cur = write_run(tmp_path / "cur.json", {"batched": rounds(1.0, seed=6), "vmap": rounds(2.0, seed=7), "ghost": rounds(4.0, seed=8)})
+    assert main([str(old), str(new), str(cur)]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in line(out, "ghost") and "| ok |" in line(out, "vmap")
+
+
 def test_cases_in_one_run_only_are_listed(tmp_path, capsys):
     base = {"batched": rounds(1.0), "vmap": rounds(2.0), "loop": rounds(9.0)}
     cur = {"batched": rounds(1.0), "vmap": rounds(2.0), "my-method": rounds(3.0)}
