@@ -45,6 +45,10 @@ def pytest_configure(config: pytest.Config) -> None:
             from harness.bench import storage_name
 
             config.option.benchmark_storage = f"file://{config.rootpath / 'baselines' / storage_name()}"
+        if config.option.benchmark_json is not None:
+            # pytest-benchmark opens it only after the last benchmark: a missing folder would
+            # lose the whole run to a FileNotFoundError at the end
+            config.option.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
