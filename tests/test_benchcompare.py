@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,17 +232,11 @@ def test_normalizing_needs_the_batched_timing(tmp_path, capsys):
 
 
 def test_the_module_entry_point_dispatches(tmp_path):
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-m", "harness", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2 and "usage: python -m harness {compare,check-env,report,support-table}" in proc.stderr
 
 
 def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "results" / "bench" / "bench-1.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-m", "benchmark", "-k", "cpu-float32-mlp-B32-batched",
