@@ -13,7 +13,8 @@ Writes ``scorecard.md`` (also printed) and ``speedup.png`` (where there are benc
 and skipped tests; per check, device and precision, a row per model and method with its outcome
 (pass, xfail with the support matrix's reason, FAIL with the message) and the worst relative
 error against the reference that the tests record (``max_rel_err``); per benchmark case and
-method, the speedup over the loop and the overhead over the batched step. Skipped tests (no
+method, the speedup over the loop and the overhead over the batched step; the seeds' element-wise
+claims as each run's machine measured them (``seed_max_abs_diff``). Skipped tests (no
 CUDA here) are counted, not shown as cells.
 
 Exit status: 0 written, 2 bad input (a missing file, a file that is neither JUnit XML nor
@@ -84,6 +85,8 @@ class Outcome:
     status: str
     message: str = ""
     max_rel_err: float | None = None
+    #: Everything the test recorded with ``record_property`` (the seeds' element-wise outcomes, say).
+    recorded: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass
@@ -113,23 +116,23 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 def _outcome(testcase: ET.Element) -> Outcome:
-    recorded = {p.get("name"): p.get("value") for p in testcase.iterfind("properties/property")}
+    recorded = {p.get("name", ""): p.get("value", "") for p in testcase.iterfind("properties/property")}
     err = _float(recorded.get("max_rel_err"))
     for tag in ("failure", "error"):
         node = testcase.find(tag)
         if node is not None:
             message = node.get("message") or (node.text or "")
             if message.startswith(_XPASS_STRICT):
-                return Outcome("xpassed", message.removeprefix(_XPASS_STRICT).strip(), err)
+                return Outcome("xpassed", message.removeprefix(_XPASS_STRICT).strip(), err, recorded)
             match = _RELATIVE.search(message)
-            return Outcome("failed", message, _float(match.group(1)) if match else err)
+            return Outcome("failed", message, _float(match.group(1)) if match else err, recorded)
     node = testcase.find("skipped")
     if node is None:
-        return Outcome("passed", max_rel_err=err)
+        return Outcome("passed", max_rel_err=err, recorded=recorded)
     message = node.get("message", "")
     if message == _XPASS:
-        return Outcome("xpassed", message)
-    return Outcome("xfailed" if node.get("type") == "pytest.xfail" else "skipped", message)
+        return Outcome("xpassed", message, recorded=recorded)
+    return Outcome("xfailed" if node.get("type") == "pytest.xfail" else "skipped", message, recorded=recorded)
 
 
 def read_junit(path: Path) -> tuple[dict[str, str], dict[str, Outcome]]:
@@ -371,6 +374,32 @@ def _other_failures(runs: Sequence[Run]) -> list[str]:
     return ["## Other failures", "", *_failure_lines(failures), ""]
 
 
+def _seed_claims(runs: Sequence[Run]) -> list[str]:
+    """The seeds' element-wise claims as each run measured them (recorded, not asserted)."""
+    rows = [
+        (run.label, test.split("::")[-1], o.recorded)
+        for run in runs
+        for test, o in run.tests.items()
+        if "seed_max_abs_diff" in o.recorded
+    ]
+    if not rows:
+        return []
+    lines = [
+        "## The seeds' element-wise claims, on the machine of each run",
+        "",
+        "Recorded, not asserted: which float32 ReLU/max-pool kinks take the other branch depends on the "
+        "CPU's kernels. What every run asserts is that both sides are within the float32 bound of the "
+        "float64 oracle.",
+        "",
+        "| run | test | worst element difference | the seed's allclose |",
+        "|---|---|---|---|",
+    ]
+    for label, test, recorded in rows:
+        holds = {"true": "holds", "false": "does not hold"}.get(recorded.get("seed_claim_holds", "").lower(), "?")
+        lines.append(f"| {label} | `{test}` | {_float(recorded['seed_max_abs_diff']) or 0:.2e} | {holds} |")
+    return [*lines, ""]
+
+
 def _ratio(figures: dict[str, float] | None, name: str) -> str:
     if not figures or name not in figures:
         return "—"
@@ -420,7 +449,7 @@ def scorecard(runs: Sequence[Run], plot: str | None = None) -> str:
     if notes.reasons:
         lines += ["## Expected failures (strict xfail, from the support matrix)", ""]
         lines += [f"{n}. {reason}" for reason, n in notes.reasons.items()] + [""]
-    lines += _other_failures(runs) + _benchmarks(runs, plot)
+    lines += _seed_claims(runs) + _other_failures(runs) + _benchmarks(runs, plot)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -143,6 +143,22 @@ def test_strict_xpass_and_failures_outside_the_tables(tmp_path, capsys):
     )
 
 
+def test_the_seeds_element_wise_outcomes_are_shown_as_recorded(tmp_path, capsys):
+    cases = (
+        '<testcase classname="tests.test_seeds" name="test_functorch_tutorial_script[cpu]"><properties>'
+        '<property name="seed_max_abs_diff" value="0.0007041" /><property name="seed_claim_holds" value="False" />'
+        '</properties></testcase>'
+        '<testcase classname="tests.test_seeds" name="test_torch_func_tutorial[cpu]"><properties>'
+        '<property name="seed_max_abs_diff" value="7.041e-07" /><property name="seed_claim_holds" value="True" />'
+        '</properties></testcase>'
+    )
+    code, out, _ = report(capsys, junit(tmp_path / "x.xml", cases), "--out", tmp_path)
+    assert code == 0
+    claims = section(out, "The seeds' element-wise claims, on the machine of each run")
+    assert "| torch unknown | `test_functorch_tutorial_script[cpu]` | 7.04e-04 | does not hold |" in claims
+    assert "| torch unknown | `test_torch_func_tutorial[cpu]` | 7.04e-07 | holds |" in claims
+
+
 @pytest.mark.parametrize(
     "test, row",
     [
