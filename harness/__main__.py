@@ -11,6 +11,7 @@ def main() -> int:
         "compare": "harness.benchcompare",
         "check-env": "harness.envcheck",
         "report": "harness.report",
+        "same-verdicts": "harness.verdicts",
         "support-table": "harness.supporttable",
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import re
 import time
 from collections.abc import Callable
@@ -126,6 +127,18 @@ def machine_class() -> str:
     if torch.cuda.is_available():
         return "cuda-" + torch.cuda.get_device_name().replace(" ", "_")
     return f"cpu-{os.cpu_count()}cores"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``AMD EPYC``, ...), as Linux reports it; the platform's word elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def storage_name() -> str:

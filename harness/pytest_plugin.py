@@ -7,6 +7,7 @@ plugins given with ``-p`` have registered their methods, so those run through ev
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 
@@ -26,6 +27,41 @@ MARKERS = {
 OPT_IN = ("slow", "benchmark")
 
 
+def selects_benchmarks(expression: str) -> bool:
+    """Whether a ``-m`` expression lets a benchmark item through (they may also be slow or cuda)."""
+    from _pytest.mark.expression import Expression
+
+    if not re.search(r"\bbenchmark\b", expression):
+        return False
+    compiled = Expression.compile(expression)
+    marks = [{"benchmark"}, {"benchmark", "slow"}, {"benchmark", "cuda"}, {"benchmark", "slow", "cuda"}]
+    return any(compiled.evaluate(lambda name, m=m, **_: name in m) for m in marks)
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers this run uses (0: none, the tests run in this process)."""
+    if config.getoption("dist", "no") == "no":
+        return 0
+    return int(config.getoption("numprocesses", 0) or 0)
+
+
+def _share_the_machine_with_the_other_workers() -> None:
+    """In a pytest-xdist worker: use this worker's share of the cores, and its own GPU.
+
+    Every worker would otherwise run as many torch threads as there are cores, and two workers
+    on two cores ran 2.3x slower than one process. On a box with several GPUs, worker ``gwN``
+    takes GPU ``N mod count`` (``cuda`` then means that one).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(min(torch.get_num_threads(), max(1, cores // workers)))
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        torch.cuda.set_device(int(worker.removeprefix("gw")) % torch.cuda.device_count())
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     from harness.envcheck import BrokenEnvironment, check_torch_pair
@@ -34,6 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
         check_torch_pair()
     except BrokenEnvironment as exc:
         raise pytest.UsageError(f"broken environment: {exc}") from None
+    if _xdist_workers(config) and selects_benchmarks(config.getoption("markexpr") or ""):
+        raise pytest.UsageError(
+            "benchmarks time one process on a quiet machine: run -m benchmark without -n (pytest-xdist)"
+        )
+    _share_the_machine_with_the_other_workers()
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     if hasattr(config.option, "benchmark_save_data"):
@@ -120,17 +161,23 @@ def restored_global_state(seed: int = 0) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _record_environment(record_testsuite_property) -> None:
-    """Versions and machine class into the JUnit XML's suite properties (``python -m harness report`` reads them)."""
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Versions, machine class and CPU model into the JUnit XML's suite properties (``python -m
+    harness report`` reads them), by the process that writes the XML (the controller under xdist)."""
     from importlib.metadata import version
 
-    from harness.bench import machine_class
+    from _pytest.junitxml import xml_key
 
-    record_testsuite_property("torch", torch.__version__)
+    from harness.bench import cpu_model, machine_class
+
+    xml = session.config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    xml.add_global_property("torch", torch.__version__)
     for package in ("torchvision", "opacus"):
-        record_testsuite_property(package, version(package))
-    record_testsuite_property("machine_class", machine_class())
+        xml.add_global_property(package, version(package))
+    xml.add_global_property("machine_class", machine_class())
+    xml.add_global_property("cpu", cpu_model())
 
 
 @pytest.fixture(autouse=True)

@@ -312,8 +312,9 @@ def _counts_table(runs: Sequence[Run]) -> list[str]:
     for run in runs:
         counts = Counter(o.status for o in run.tests.values())
         p = run.properties
+        machine = p.get("machine_class", "?") + (f" ({p['cpu']})" if p.get("cpu") else "")
         lines.append(
-            f"| {run.label} | {p.get('torchvision', '?')} | {p.get('opacus', '?')} | {p.get('machine_class', '?')} | "
+            f"| {run.label} | {p.get('torchvision', '?')} | {p.get('opacus', '?')} | {machine} | "
             f"{counts['passed']} | {counts['xfailed']} | {counts['failed'] + counts['xpassed']} | {counts['skipped']} | "
             f"{len(run.benchmarks)} | {run.folder}/: {', '.join(run.files)} |"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -26,3 +27,11 @@ def method() -> Iterator[Callable[..., Callable]]:
     yield register
     for name in added:
         unregister_method(name)
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """The environment for a pytest run in a subprocess: this one's, less pytest-xdist's worker
+    variables (pytest-benchmark disables itself where it sees them, and the harness would take a
+    worker's share of the cores)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}

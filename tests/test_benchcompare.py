@@ -236,12 +236,12 @@ def test_the_module_entry_point_dispatches(tmp_path):
     assert proc.returncode == 2 and "usage: python -m harness {compare,check-env,report,support-table}" in proc.stderr
 
 
-def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(tmp_path):
+def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(tmp_path, subprocess_env):
     out = tmp_path / "results" / "bench" / "bench-1.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-m", "benchmark", "-k", "cpu-float32-mlp-B32-batched",
          f"--benchmark-json={out}", "tests/test_benchmarks.py"],
-        capture_output=True, text=True, cwd=Path(__file__).parent.parent,
+        capture_output=True, text=True, cwd=Path(__file__).parent.parent, env=subprocess_env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert [b["extra_info"]["method"] for b in json.loads(out.read_text())["benchmarks"]] == ["batched"]
