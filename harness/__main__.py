@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import sys
 
+#: Each command, the module whose ``main(argv)`` runs it, and what it does.
+COMMANDS = {
+    "compare": ("harness.benchcompare", "judge benchmark runs against stored baselines (speed and memory)"),
+    "check-env": ("harness.envcheck", "check that the installed torch and torchvision import together"),
+    "report": ("harness.report", "the Markdown scorecard and speedup plot of JUnit XML and benchmark JSON"),
+    "same-verdicts": ("harness.verdicts", "check that several runs of one suite gave every test the same outcome"),
+    "support-table": ("harness.supporttable", "print or write the README's support table"),
+}
+
+
+def usage() -> str:
+    """The commands, one a line."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "usage: python -m harness COMMAND [ARGS...]   (COMMAND --help for its own)\n\ncommands:\n" + "\n".join(lines)
+
 
 def main() -> int:
-    """Dispatch to a sub-command."""
-    commands = {
-        "compare": "harness.benchcompare",
-        "check-env": "harness.envcheck",
-        "report": "harness.report",
-        "same-verdicts": "harness.verdicts",
-        "support-table": "harness.supporttable",
-    }
-    if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print(f"usage: python -m harness {{{','.join(commands)}}} ...", file=sys.stderr)
+    """Dispatch to a sub-command; ``--help`` lists them."""
+    if len(sys.argv) >= 2 and sys.argv[1] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        given = f"unknown command {sys.argv[1]!r}\n" if len(sys.argv) >= 2 else "no command given\n"
+        print(given + usage(), file=sys.stderr)
         return 2
     import importlib
 
-    return importlib.import_module(commands[sys.argv[1]]).main(sys.argv[2:])
+    return importlib.import_module(COMMANDS[sys.argv[1]][0]).main(sys.argv[2:])
 
 
 if __name__ == "__main__":

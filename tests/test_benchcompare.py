@@ -231,9 +231,15 @@ def test_normalizing_needs_the_batched_timing(tmp_path, capsys):
     assert code == 2 and "has no 'batched' timing to normalize by (or pass --absolute)" in err
 
 
-def test_the_module_entry_point_dispatches(tmp_path):
+def test_the_module_entry_point_names_an_unknown_command_and_lists_them():
     proc = subprocess.run([sys.executable, "-m", "harness", "nope"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "usage: python -m harness {compare,check-env,report,support-table}" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith("unknown command 'nope'\nusage: python -m harness COMMAND")
+    assert all(f"  {name} " in proc.stderr for name in ("compare", "check-env", "report", "same-verdicts", "support-table"))
+
+
+def test_the_module_entry_point_help_lists_the_commands_and_exits_0():
+    proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "same-verdicts  check that several runs" in proc.stdout
 
 
 def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(tmp_path, subprocess_env):

@@ -1,7 +1,7 @@
 """Property suite: Hypothesis draws layers and shapes; every method is checked against the oracle.
 
-Profiles (``--hypothesis-profile``, registered in ``conftest.py``): ``ci`` (the default under
-``CI=true``), ``dev`` (the default otherwise) and ``nightly``. A falsifying example is printed
+Profiles (``--hypothesis-profile``, registered in ``conftest.py``): ``ci`` (the default: the same
+draws on every run and machine), ``dev`` (fresh draws) and ``nightly``. A falsifying example is printed
 as a ``Problem(...)``; ``check_drawn(Problem(...), method, precision)`` reproduces it.
 """
 
