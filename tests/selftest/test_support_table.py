@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.models import MODELS
 from harness.supporttable import BEGIN, END, main, readme_block, support_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_table_is_generated_from_the_support_matrix():

@@ -247,7 +247,7 @@ def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(t
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-m", "benchmark", "-k", "cpu-float32-mlp-B32-batched",
          f"--benchmark-json={out}", "tests/test_benchmarks.py"],
-        capture_output=True, text=True, cwd=Path(__file__).parent.parent, env=subprocess_env,
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], env=subprocess_env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert [b["extra_info"]["method"] for b in json.loads(out.read_text())["benchmarks"]] == ["batched"]

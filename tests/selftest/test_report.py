@@ -1,4 +1,4 @@
-"""``python -m harness report`` on the small real runs under tests/data/report/ (see its README)."""
+"""``python -m harness report`` on the small real runs under tests/selftest/data/report/ (see its README)."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def test_no_results_and_an_unwritable_out_are_bad_input(tmp_path, capsys):
 def test_python_m_harness_report_dispatches():
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "report", "no/such/run"],
-        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert one_line_error(proc.stderr) == "error: no/such/run: no such file or directory\n"

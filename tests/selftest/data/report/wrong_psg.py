@@ -1,6 +1,6 @@
 """A deliberately wrong third-party method, to give the report's example data real failures.
 
-    PYTHONPATH=tests/data/report python -m pytest -p wrong_psg ...
+    PYTHONPATH=tests/selftest/data/report python -m pytest -p wrong_psg ...
 
 ``my-wrong-method`` returns every sample the batch's summed gradient (as in
 tests/test_third_party_plugin.py): right at B=1, wrong beyond.

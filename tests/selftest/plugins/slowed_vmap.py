@@ -1,6 +1,6 @@
 """A deliberately slowed ``vmap``, to calibrate the benchmark compare step.
 
-    PYTHONPATH=tests/plugins PSG_SLOWDOWN=0.25 python -m pytest -p slowed_vmap -m benchmark ...
+    PYTHONPATH=tests/selftest/plugins PSG_SLOWDOWN=0.25 python -m pytest -p slowed_vmap -m benchmark ...
 
 replaces the built-in ``vmap`` (DESIGN.md's ``replace=True``) with one that, after computing the
 right result, keeps the core busy for ``PSG_SLOWDOWN`` times the time it took: a slowdown of that
