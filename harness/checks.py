@@ -189,8 +189,3 @@ def check_batching_rules(cell: Cell) -> None:
             ) from None
         finally:
             _set_vmap_fallback_warning_enabled(False)
-
-
-def device_available(device: str) -> bool:
-    """Whether tensors can be put on ``device`` here."""
-    return device == "cpu" or (device == "cuda" and torch.cuda.is_available())

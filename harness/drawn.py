@@ -141,11 +141,6 @@ class Problem:
         """The model name in case ids and support-matrix lookups: ``conv2d``, ``linear+layer_norm``."""
         return "+".join(layer.kind for layer in self.layers)
 
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """The layer kinds in the problem, in order."""
-        return tuple(layer.kind for layer in self.layers)
-
     def make_batch(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs valid for the first layer (token ids for an embedding) and regression targets.
 

@@ -454,6 +454,21 @@ def scorecard(runs: Sequence[Run], plot: str | None = None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """A colour per method, no two alike: matplotlib's tab10, tab20 past ten methods, and evenly
+    spaced hues past twenty (a plugin's method must not share ``vmap``'s colour)."""
+    from matplotlib import colormaps
+
+    n = len(methods)
+    if n <= 10:
+        palette = [colormaps["tab10"](i) for i in range(n)]
+    elif n <= 20:
+        palette = [colormaps["tab20"](i) for i in range(n)]
+    else:
+        palette = [colormaps["hsv"](i / n) for i in range(n)]
+    return dict(zip(methods, palette, strict=True))
+
+
 def plot_speedup(runs: Sequence[Run], path: Path) -> bool:
     """Speedup against batch size, a panel per device and model, a line per method (and run).
 
@@ -475,7 +490,7 @@ def plot_speedup(runs: Sequence[Run], path: Path) -> bool:
     if not panels:
         return False
     methods = list(dict.fromkeys(m for lines in panels.values() for m, _ in lines))
-    colors = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    colors = method_colors(methods)
     styles = {run.label: (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))[i % 4] for i, run in enumerate(runs)}
     fig = Figure(figsize=(4.5 * len(panels), 4.2), layout="constrained")
     FigureCanvasAgg(fig)

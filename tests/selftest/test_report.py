@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import Row, Run, main, plot_speedup, row_of
+from harness.report import Row, Run, main, method_colors, plot_speedup, row_of
 
 DATA = Path(__file__).parent / "data" / "report"
 NEW, OLD = DATA / "torch-2.14", DATA / "torch-2.6"
@@ -230,3 +230,9 @@ def test_python_m_harness_report_dispatches():
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert one_line_error(proc.stderr) == "error: no/such/run: no such file or directory\n"
+
+
+@pytest.mark.parametrize("count", [3, 12, 25])
+def test_every_method_gets_its_own_colour(count):
+    colors = method_colors([f"method-{i}" for i in range(count)])
+    assert len(set(colors.values())) == count
