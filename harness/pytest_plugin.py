@@ -1,7 +1,8 @@
-"""pytest plugin: markers, parametrization from the registries, selection and global state.
+"""pytest plugin: markers, parametrization over the harness's grids, selection, xdist and global state.
 
-Loaded by the top-level ``conftest.py``. Parametrization happens at collection, after
-plugins given with ``-p`` have registered their methods, so those run through every grid.
+Loaded by the top-level ``conftest.py``. Test modules parametrize with :func:`parametrize` when
+they are collected, after plugins given with ``-p`` have registered their methods, so those run
+through every grid.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 import torch
+from _pytest.mark.structures import ParameterSet
 
-from harness.errors import HarnessError
-from harness.grid import GRIDS, Cell, PropertyCell
-from harness.precision import set_tf32, tf32_flags
+from harness.benchmarks.cases import BenchmarkTrial
+from harness.checking.trials import GRIDS, PropertyTrial, Trial
+from harness.core.errors import HarnessError, MethodUnavailable
+from harness.core.precision import set_tf32, tf32_flags
 
 MARKERS = {
     "cuda": "runs on a CUDA device (skipped with a reason where there is none)",
@@ -64,7 +67,7 @@ def _share_the_machine_with_the_other_workers() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from harness.envcheck import BrokenEnvironment, check_torch_pair
+    from harness.core.environment import BrokenEnvironment, check_torch_pair
 
     try:
         check_torch_pair()
@@ -83,7 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # machine id tells neither apart), so --benchmark-compare finds the committed baselines
         config.option.benchmark_save_data = True
         if config.option.benchmark_storage == "file://./.benchmarks":
-            from harness.bench import storage_name
+            from harness.benchmarks.timing import storage_name
 
             config.option.benchmark_storage = f"file://{config.rootpath / 'baselines' / storage_name()}"
         if config.option.benchmark_json is not None:
@@ -93,38 +96,74 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    from harness.bench import machine_info as extra
+    from harness.benchmarks.timing import machine_info as extra
 
     machine_info.update(extra())
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    from harness.bench import add_ratios
+    from harness.benchmarks.records import add_ratios
 
     add_ratios(output_json["benchmarks"])
 
 
-def _param(cell: Cell | PropertyCell):
+def _param(trial: Trial | PropertyTrial) -> ParameterSet:
+    """A trial as a ``pytest.param``: its id, ``cuda``/``slow``/``benchmark`` markers and its
+    support-matrix row as a strict xfail."""
     marks = []
-    if cell.device == "cuda":
+    if trial.device == "cuda":
         marks += [
             pytest.mark.cuda,
             pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine"),
         ]
-    if cell.slow:
+    if trial.slow:
         marks.append(pytest.mark.slow)
-    if getattr(cell, "check", None) == "benchmark":
+    if isinstance(trial, BenchmarkTrial):
         marks.append(pytest.mark.benchmark)
-    row = cell.expected
+    row = trial.expected
     if row is not None:
         marks.append(pytest.mark.xfail(strict=True, raises=HarnessError, reason=row.describe()))
-    return pytest.param(cell, id=cell.id, marks=marks)
+    return pytest.param(trial, id=trial.id, marks=marks)
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    for name, grid in GRIDS.items():
-        if name in metafunc.fixturenames:
-            metafunc.parametrize(name, [_param(cell) for cell in grid()])
+def _grid(name: str) -> Iterable[Trial | PropertyTrial]:
+    if name == "benchmark":
+        from harness.benchmarks.cases import benchmark_trials
+
+        return benchmark_trials()
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; known: {', '.join([*GRIDS, 'benchmark'])}")
+    return GRIDS[name]()
+
+
+def parametrize(grid: str) -> pytest.MarkDecorator:
+    """Parametrize a test's ``trial`` argument over a grid of the harness (``oracle``, ``sum``,
+    ``batching-rule``, ``norms``, ``clipped``, ``property``, ``benchmark``), with every
+    registered method, third-party ones included::
+
+        @parametrize("oracle")
+        def test_matches_oracle(trial): ...
+    """
+    return pytest.mark.parametrize("trial", [_param(trial) for trial in _grid(grid)])
+
+
+@pytest.fixture(autouse=True)
+def _record_trial(request: pytest.FixtureRequest) -> None:
+    """A parametrized trial's fields into the JUnit XML (``trial_model``, ...): the scorecard reads them."""
+    callspec = getattr(request.node, "callspec", None)
+    trial = callspec.params.get("trial") if callspec is not None else None
+    if isinstance(trial, Trial | PropertyTrial):
+        for name, value in trial.fields().items():
+            request.node.user_properties.append((f"trial_{name}", value))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A method that cannot run here (``MethodUnavailable``) skips its test, with the reason."""
+    try:
+        return (yield)
+    except MethodUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -168,7 +207,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     from _pytest.junitxml import xml_key
 
-    from harness.bench import cpu_model, machine_class
+    from harness.benchmarks.timing import cpu_model, machine_class
 
     xml = session.config.stash.get(xml_key, None)
     if xml is None:

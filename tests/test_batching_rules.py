@@ -1,7 +1,9 @@
 """vmap must not fall back to its slow per-sample path on any model of the zoo."""
 
-from harness.checks import check_batching_rules
+from harness.checking.checks import check_batching_rules
+from harness.pytest_plugin import parametrize
 
 
-def test_vmap_has_batching_rules(batching_rule_cell):
-    check_batching_rules(batching_rule_cell)
+@parametrize("batching-rule")
+def test_vmap_has_batching_rules(trial):
+    check_batching_rules(trial)

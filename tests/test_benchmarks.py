@@ -10,23 +10,27 @@ import os
 import pytest
 import torch
 
-from harness.bench import BATCHED, ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, peak_rss_bytes, workload
-from harness.methods import timed_methods
+from harness.benchmarks.records import BATCHED
+from harness.benchmarks.timing import ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, peak_rss_bytes, workload
+from harness.pytest_plugin import parametrize
 
 
-def test_benchmark(benchmark_cell, benchmark):
-    cell = benchmark_cell
-    row = cell.cannot_run
+@parametrize("benchmark")
+def test_benchmark(trial, benchmark):
+    row = trial.cannot_run
     if row is not None:
-        pytest.skip(f"{cell.method} cannot run on {cell.model} (support matrix): {row.describe()}")
+        pytest.skip(f"{trial.method} cannot run on {trial.model} (support matrix): {row.describe()}")
     torch.set_num_threads(THREADS)
-    case = cell.build()
-    call = workload(cell.method, case)
+    case = trial.build()
+    call = workload(trial.method, case)
     if case.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    paired = PairedBatched(case) if cell.method != BATCHED else None
+    paired = PairedBatched(case) if trial.method != BATCHED else None
     benchmark.group = case.id
-    benchmark.extra_info.update(case=case.id, method=cell.method, threads=THREADS, quantity=timed_methods().get(cell.method, BATCHED))
+    benchmark.extra_info.update(
+        case=case.id, method=trial.method, device=trial.device, model=trial.model, batch_size=trial.batch_size,
+        threads=THREADS, quantity=BATCHED if trial.method == BATCHED else trial.quantity,
+    )
     benchmark.pedantic(call, setup=paired, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if paired is not None:
         benchmark.extra_info["batched_rounds"] = paired.rounds[-ROUNDS:]

@@ -4,12 +4,15 @@ Ids read ``test_clipped_step_matches_oracle[cpu-float64-mlp-B7-sum-clip4of7-opac
 chosen so that 4 of the 7 samples are clipped and 3 are not.
 """
 
-from harness.checks import check_clipped, check_norms
+from harness.checking.checks import check_against_oracle
+from harness.pytest_plugin import parametrize
 
 
-def test_norms_match_oracle(norms_cell, record_property):
-    record_property("max_rel_err", check_norms(norms_cell).max_rel_err)
+@parametrize("norms")
+def test_norms_match_oracle(trial, record_property):
+    record_property("max_rel_err", check_against_oracle(trial).max_rel_err)
 
 
-def test_clipped_step_matches_oracle(clipped_cell, record_property):
-    record_property("max_rel_err", check_clipped(clipped_cell).max_rel_err)
+@parametrize("clipped")
+def test_clipped_step_matches_oracle(trial, record_property):
+    record_property("max_rel_err", check_against_oracle(trial).max_rel_err)

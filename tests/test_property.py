@@ -7,15 +7,13 @@ as a ``Problem(...)``; ``check_drawn(Problem(...), method, precision)`` reproduc
 
 import pytest
 
-from harness.checks import check_property
-from harness.errors import MethodUnavailable
+from harness.checking.checks import check_property
+from harness.pytest_plugin import parametrize
 
 
-def test_property(property_cell):
-    try:
-        outcomes = check_property(property_cell)
-    except MethodUnavailable as exc:
-        pytest.skip(f"method {property_cell.method!r} is unavailable here: {exc}")
+@parametrize("property")
+def test_property(trial):
+    outcomes = check_property(trial)
     if outcomes and None not in outcomes:
         reasons = "; ".join(sorted({row.describe() for row in outcomes}))
         pytest.xfail(f"every drawn example failed as the support matrix expects: {reasons}")

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from harness.compare import compare
-from harness.models import SimpleCNN, resnet18_gn, resnet18_gn_no_inplace
-from harness.tolerances import tolerance_for
+from harness.core.distance import distance
+from harness.core.tolerances import tolerance_for
+from harness.problems.zoo import SimpleCNN, resnet18_gn, resnet18_gn_no_inplace
 
 DEVICES = [
     "cpu",
@@ -99,7 +99,7 @@ def check_seed_claim(record_property, method: str, device: str, fast, *, atol: f
     loop = tutorial_loop(model, data, targets)
     bound = tolerance_for("float32", "kinks")
     for label, grads in ((method, result), ("the seed's float32 loop", loop)):
-        comparison = compare(dict(zip(names, grads, strict=True)), oracle, bound)
+        comparison = distance(dict(zip(names, grads, strict=True)), oracle, bound)
         assert comparison.ok, f"{label} differs from the float64 oracle: {comparison.worst}"
     outcome = elementwise_outcome(loop, result, atol=atol, rtol=rtol)
     for name, value in outcome.items():
@@ -190,13 +190,13 @@ def test_functorch_vs_opacus_benchmark_against_the_oracle(batch_size):
     functorch_result = [g[picked] for g in ported_functorch_grads(model_functorch, images, targets)]
     opacus_result = [g[picked] for g in ported_opacus_grads(model_opacus, images, targets)]
     for label, result in (("functorch", functorch_result), ("opacus", opacus_result)):
-        comparison = compare(dict(zip(names, result, strict=True)), oracle, tol)
+        comparison = distance(dict(zip(names, result, strict=True)), oracle, tol)
         assert comparison.ok, f"{label} differs from the float64 oracle: {comparison.worst}"
         print(f"B={batch_size}: {label} vs float64 oracle, worst relative error {comparison.max_rel_err:.2e}")
     todo_disagreements = [
         n for n, r, e in zip(names, functorch_result, opacus_result, strict=True) if not torch.allclose(r, e, rtol=1e-5)
     ]
-    agreement = compare(dict(zip(names, functorch_result, strict=True)), dict(zip(names, opacus_result, strict=True)), tol)
+    agreement = distance(dict(zip(names, functorch_result, strict=True)), dict(zip(names, opacus_result, strict=True)), tol)
     assert agreement.ok, f"functorch and Opacus disagree norm-wise: {agreement.worst}"
     print(
         f"B={batch_size}: functorch vs Opacus, worst relative difference {agreement.max_rel_err:.2e}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.bench import peak_rss_bytes
+from harness.benchmarks.timing import peak_rss_bytes
 
 MIB = 1024 * 1024
 

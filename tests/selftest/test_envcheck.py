@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from harness import envcheck
-from harness.envcheck import BrokenEnvironment, check_torch_pair
+from harness.core.environment import BrokenEnvironment, check_torch_pair
 
 
 def fake_versions(monkeypatch, torch: str, torchvision: str, pin: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import Row, Run, main, method_colors, plot_speedup, row_of
+from harness.tools.report import Outcome, ResultRun, ScorecardRow, main, method_colors, plot_speedup, row_of
 
 DATA = Path(__file__).parent / "data" / "report"
 NEW, OLD = DATA / "torch-2.14", DATA / "torch-2.6"
@@ -47,8 +47,8 @@ SUM32 = "Sum of the per-sample gradients against the batch gradient: cpu, float3
 def test_runs_stand_side_by_side_oldest_torch_first(scorecard):
     assert "| model | method | torch 2.6.0+cu124 | torch 2.14.0+cu130 |" in section(scorecard, ORACLE64)
     runs = scorecard.split("\n\n")[1]
-    assert "| torch 2.6.0+cu124 | 0.21.0 | 1.6.0 | cpu-2cores | 72 | 24 | 0 | 16 | 18 |" in runs
-    assert "| torch 2.14.0+cu130 | 0.29.0 | 1.6.0 | cpu-2cores | 76 | 24 | 8 | 18 | 18 |" in runs
+    assert "| torch 2.6.0+cu124 | 0.21.0 | 1.6.0 | cpu-2cores (AMD EPYC) | 85 | 24 | 0 | 18 | 26 |" in runs
+    assert "| torch 2.14.0+cu130 | 0.29.0 | 1.6.0 | cpu-2cores (AMD EPYC) | 89 | 24 | 8 | 20 | 26 |" in runs
 
 
 def test_passes_show_the_worst_error_per_precision(scorecard):
@@ -69,7 +69,7 @@ def test_failures_show_counts_error_and_message_and_a_missing_method_a_dash(scor
     oracle = section(scorecard, ORACLE64)
     assert "| mlp | my-wrong-method | — | **FAIL** 2/3, pass 1/3 (4.2e+00) |" in oracle
     assert (
-        "- `test_matches_oracle[cpu-float64-mlp-B7-my-wrong-method]` (torch 2.14.0+cu130): harness.errors.ToleranceError: "
+        "- `test_matches_oracle[cpu-float64-mlp-B7-my-wrong-method]` (torch 2.14.0+cu130): harness.core.errors.ToleranceError: "
         "method 'my-wrong-method' on cpu-float64-mlp-B7 differs from the reference: worst at 0.weight, sample 1"
     ) in oracle
     assert "| mlp | my-wrong-method | — | **FAIL** (6.0e+00) |" in section(scorecard, SUM32)
@@ -86,8 +86,8 @@ def test_speedup_and_overhead_per_run(scorecard):
         "| case | method | speedup, torch 2.6.0+cu124 | speedup, torch 2.14.0+cu130 "
         "| overhead, torch 2.6.0+cu124 | overhead, torch 2.14.0+cu130 |"
     ) in speed
-    assert "| cpu-float32-mlp-B32 | vmap | 5.23x | 11.4x | 4.60x | 4.31x |" in speed
-    assert "| cpu-float32-smooth_cnn-B16 | batched | 4.93x | 7.95x | 1.00x | 1.00x |" in speed
+    assert "| cpu-float32-mlp-B32 | vmap | 2.82x | 3.50x | 8.49x | 6.71x |" in speed
+    assert "| cpu-float32-smooth_cnn-B16 | batched | 4.29x | 4.31x | 1.00x | 1.00x |" in speed
     assert "![speedup vs batch size](speedup.png)" in speed
 
 
@@ -101,10 +101,13 @@ def test_the_plot_is_a_png(scorecard, tmp_path):
 def test_the_plot_draws_a_line_per_method_over_batch_sizes(tmp_path):
     figures = {("cpu-float32-mlp-B8", "vmap"): 3.0, ("cpu-float32-mlp-B32", "vmap"): 9.0,
                ("cpu-float32-mlp-B8", "loop"): 1.0, ("cuda-float32-mlp-B8-sum", "my-method"): 20.0}
-    run = Run(Path("r"), "2.14.0", benchmarks={key: {"speedup": v} for key, v in figures.items()}, label="torch 2.14.0")
+    places = {"cpu-float32-mlp-B8": ("cpu", "mlp", 8), "cpu-float32-mlp-B32": ("cpu", "mlp", 32),
+              "cuda-float32-mlp-B8-sum": ("cuda", "mlp", 8)}
+    run = ResultRun(Path("r"), "2.14.0", benchmarks={key: {"speedup": v} for key, v in figures.items()}, places=places,
+                    label="torch 2.14.0")
     assert plot_speedup([run], tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == PNG_SIGNATURE
-    assert not plot_speedup([Run(Path("r"), "2.14.0")], tmp_path / "none.png") and not (tmp_path / "none.png").exists()
+    assert not plot_speedup([ResultRun(Path("r"), "2.14.0")], tmp_path / "none.png") and not (tmp_path / "none.png").exists()
 
 
 def test_files_and_folders_mix_and_without_benchmarks_there_is_no_plot(tmp_path, capsys):
@@ -112,7 +115,7 @@ def test_files_and_folders_mix_and_without_benchmarks_there_is_no_plot(tmp_path,
     assert code == 0 and "## Speed" not in out and not (tmp_path / "speedup.png").exists()
     assert err.strip() == f"wrote {tmp_path / 'scorecard.md'}"
     code, out, _ = report(capsys, NEW / "junit.xml", NEW / "bench.json", "--out", tmp_path)
-    assert code == 0 and "| 76 | 24 | 8 | 18 | 18 |" in out and (tmp_path / "speedup.png").exists()
+    assert code == 0 and "| 89 | 24 | 8 | 20 | 26 |" in out and (tmp_path / "speedup.png").exists()
 
 
 def test_runs_of_one_torch_version_are_told_apart_by_folder(tmp_path, capsys):
@@ -130,7 +133,9 @@ def junit(path: Path, cases: str) -> Path:
 
 def test_strict_xpass_and_failures_outside_the_tables(tmp_path, capsys):
     cases = (
-        '<testcase classname="tests.test_oracle" name="test_matches_oracle[cpu-float64-mlp-B7-vmap]">'
+        '<testcase classname="tests.test_oracle" name="test_matches_oracle[cpu-float64-mlp-B7-vmap]"><properties>'
+        '<property name="trial_device" value="cpu" /><property name="trial_precision" value="float64" />'
+        '<property name="trial_model" value="mlp" /><property name="trial_method" value="vmap" /></properties>'
         '<failure message="[XPASS(strict)] fixed upstream?" /></testcase>'
         '<testcase classname="tests.test_seeds" name="test_seed_001_claim">'
         '<failure message="AssertionError: the claim no longer holds" /></testcase>'
@@ -159,29 +164,28 @@ def test_the_seeds_element_wise_outcomes_are_shown_as_recorded(tmp_path, capsys)
     assert "| torch unknown | `test_torch_func_tutorial[cpu]` | 7.04e-07 | holds |" in claims
 
 
+def trial(device="cpu", precision="float64", model="mlp", method="vmap") -> Outcome:
+    fields = {"device": device, "precision": precision, "model": model, "batch_size": "7", "method": method}
+    return Outcome("passed", recorded={f"trial_{k}": v for k, v in fields.items()})
+
+
 @pytest.mark.parametrize(
-    "test, row",
+    "test, outcome, row",
     [
-        ("tests.test_oracle::test_matches_oracle[cpu-float64-simple_cnn-B7-vmap]",
-         Row("test_matches_oracle", "cpu", "float64", "simple_cnn", "vmap")),
-        ("test_matches_oracle[cuda-tf32-resnet18_gn-B128-opacus-hooks]",
-         Row("test_matches_oracle", "cuda", "tf32", "resnet18_gn", "opacus-hooks")),
-        ("test_sum_equals_batch_gradient[cpu-float32-mlp-B7-sum-my-wrong-method]",
-         Row("test_sum_equals_batch_gradient", "cpu", "float32", "mlp", "my-wrong-method")),
-        ("test_property[cpu-float64-conv_transpose2d-vmap-chunked]",
-         Row("test_property", "cpu", "float64", "conv_transpose2d", "vmap-chunked")),
-        ("test_norms_match_oracle[cpu-float64-mlp-B7-sum-norms-opacus-ghost]",
-         Row("test_norms_match_oracle", "cpu", "float64", "mlp", "opacus-ghost")),
-        ("test_clipped_step_matches_oracle[cpu-float32-conv1d-B7-clip4of7-backpack]",
-         Row("test_clipped_step_matches_oracle", "cpu", "float32", "conv1d", "backpack")),
-        ("test_vmap_has_batching_rules[cpu-float32-mlp-B7]", None),
-        ("test_benchmark[cpu-float32-mlp-B32-vmap]", None),
-        ("test_seed_000_functorch_tutorial", None),
-        ("tests.test_report::test_ids[tests.test_oracle::test_matches_oracle[cpu-float64-mlp-B7-vmap]]", None),
+        ("tests.test_oracle::test_matches_oracle[cpu-float64-simple_cnn-B7-vmap]", trial(model="simple_cnn"),
+         ScorecardRow("test_matches_oracle", "cpu", "float64", "simple_cnn", "vmap")),
+        ("test_matches_oracle[whatever-the-id-says]", trial("cuda", "tf32", "resnet18_gn", "opacus-hooks"),
+         ScorecardRow("test_matches_oracle", "cuda", "tf32", "resnet18_gn", "opacus-hooks")),
+        ("test_property[cpu-float64-conv_transpose2d-vmap-chunked]", trial(model="conv_transpose2d", method="vmap-chunked"),
+         ScorecardRow("test_property", "cpu", "float64", "conv_transpose2d", "vmap-chunked")),
+        ("test_vmap_has_batching_rules[cpu-float32-mlp-B7]", trial(method=""), None),
+        ("test_benchmark[cpu-float32-mlp-B32-vmap]", trial(), None),
+        ("test_matches_oracle[cpu-float64-mlp-B7-vmap]", Outcome("passed"), None),
+        ("tests.test_report::test_ids[tests.test_oracle::test_matches_oracle[cpu-float64-mlp-B7-vmap]]", trial(), None),
     ],
 )
-def test_test_ids_are_parsed_without_the_registries(test, row):
-    assert row_of(test) == row
+def test_rows_come_from_the_trial_fields_a_test_recorded_not_from_its_id(test, outcome, row):
+    assert row_of(test, outcome) == row
 
 
 def one_line_error(err: str) -> str:

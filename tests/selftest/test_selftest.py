@@ -20,13 +20,13 @@ from harness import (
     register_method,
     register_model,
 )
-from harness.checks import as_expected, check_oracle
-from harness.errors import UnexpectedFailure
-from harness.grid import Cell
-from harness.models import vectors
-from harness.support import ExpectedFailure
+from harness.checking.checks import as_expected, check_against_oracle
+from harness.checking.support import ZooFailure
+from harness.checking.trials import Trial
+from harness.core.errors import UnexpectedFailure
+from harness.problems.zoo import vectors
 
-CELL = Cell("mlp", 7, "float64", "cpu", method="selftest")
+TRIAL = Trial("mlp", 7, "float64", "cpu", method="selftest")
 
 
 def vmap_then(transform):
@@ -60,7 +60,7 @@ def vmap_then(transform):
 def test_wrong_values_are_caught(method, name, transform, pattern):
     method(vmap_then(transform))
     with pytest.raises(ToleranceError) as info:
-        check_oracle(CELL)
+        check_against_oracle(TRIAL)
     message = str(info.value)
     assert "method 'selftest' on cpu-float64-mlp-B7 differs from the reference" in message
     assert re.search(pattern, message), message
@@ -90,7 +90,7 @@ def test_wrong_values_are_caught(method, name, transform, pattern):
 def test_wrong_structure_is_named(method, transform, error, pattern):
     method(vmap_then(transform))
     with pytest.raises(error, match=pattern):
-        check_oracle(CELL)
+        check_against_oracle(TRIAL)
 
 
 def test_a_method_that_raises_is_named(method):
@@ -99,7 +99,7 @@ def test_a_method_that_raises_is_named(method):
 
     method(broken)
     with pytest.raises(MethodFailed, match=r"method 'selftest' on cpu-float64-mlp-B7 raised RuntimeError: boom"):
-        check_oracle(CELL)
+        check_against_oracle(TRIAL)
 
 
 def _leave_grad(case):
@@ -144,7 +144,7 @@ def _switch_mode(case):
 def test_state_left_on_the_model_is_caught(method, fn, pattern):
     method(fn)
     with pytest.raises(MethodLeftState, match=r"method 'selftest' on cpu-float64-mlp-B7 left state behind.*" + pattern):
-        check_oracle(CELL)
+        check_against_oracle(TRIAL)
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def closed_form(case):
 @pytest.mark.parametrize("precision", ["float64", "float32"])
 def test_an_independent_correct_method_passes(method, linear_model, precision):
     method(closed_form)
-    comparison = check_oracle(Cell("selftest_linear", 5, precision, "cpu", method="selftest"))
+    comparison = check_against_oracle(Trial("selftest_linear", 5, precision, "cpu", method="selftest"))
     assert comparison.ok
 
 
@@ -174,7 +174,7 @@ def test_unknown_method_and_model_are_named():
     with pytest.raises(KeyError, match=r"unknown method 'nope'; registered methods: loop, vmap"):
         get_method("nope")
     with pytest.raises(KeyError, match=r"unknown model 'nope'; known models: .*simple_cnn"):
-        Cell("nope", 1, "float64", "cpu").build()
+        Trial("nope", 1, "float64", "cpu").build()
 
 
 def test_registration_refuses_silent_replacement(method):
@@ -187,7 +187,7 @@ def test_registration_refuses_silent_replacement(method):
 
 
 def test_a_different_failure_than_the_matrix_expects_is_not_an_xfail():
-    row = ExpectedFailure(methods=("x",), models=("y",), error="the documented error", reason="because")
+    row = ZooFailure(methods=("x",), models=("y",), error="the documented error", reason="because")
     with pytest.raises(UnexpectedFailure, match="expected the support-matrix failure /the documented error/"):
         with as_expected(row):
             raise MethodFailed("something else broke")
@@ -223,13 +223,13 @@ def zoo_extras():
 @pytest.mark.parametrize("opacus_method", ["opacus-hooks", "opacus-functorch"])
 def test_opacus_recording_nothing_is_named_not_a_key_error(zoo_extras, opacus_method):
     """Opacus leaves ``grad_sample`` unset where it recorded nothing, and refuses eval mode."""
-    unused = Cell("selftest_unused", 3, "float64", "cpu", method=opacus_method)
+    unused = Trial("selftest_unused", 3, "float64", "cpu", method=opacus_method)
     with pytest.raises(MethodOutputError, match=rf"'{opacus_method}' on .* returned no gradient for unused\.weight, unused\.bias$"):
-        check_oracle(unused)
-    eval_mode = Cell("selftest_mlp_eval", 3, "float64", "cpu", method=opacus_method)
+        check_against_oracle(unused)
+    eval_mode = Trial("selftest_mlp_eval", 3, "float64", "cpu", method=opacus_method)
     with pytest.raises(MethodFailed, match=rf"'{opacus_method}' on .* raised ValueError: No activations detected"):
-        check_oracle(eval_mode)
-    assert check_oracle(Cell("selftest_unused", 3, "float64", "cpu", method="vmap")).ok
+        check_against_oracle(eval_mode)
+    assert check_against_oracle(Trial("selftest_unused", 3, "float64", "cpu", method="vmap")).ok
 
 
 def _grouped_conv_weights_off(grads, case):
@@ -251,13 +251,13 @@ def _conv_bias_dropped(grads, case):
 )
 def test_property_suite_catches_a_subtly_wrong_method(method, transform, clue):
     """The property suite draws the configuration that exposes it, and prints it."""
-    from harness.checks import check_property
-    from harness.grid import PropertyCell
+    from harness.checking.checks import check_property
+    from harness.checking.trials import PropertyTrial
 
     method(vmap_then(transform))
     # enough examples that a random draw misses groups > 1 (or a bias) with probability < 1e-8
     with pytest.raises(ToleranceError, match=r"method 'selftest' on cpu-float64-conv2d-B\d+ differs") as info:
-        check_property(PropertyCell("conv2d", "float64", "cpu", "selftest"), min_examples=30)
+        check_property(PropertyTrial("conv2d", "float64", "cpu", "selftest"), min_examples=30)
     drawn = "\n".join(getattr(info.value, "__notes__", []))
     assert "Problem(layers=(Layer(kind='conv2d'" in drawn, drawn
     assert re.search(clue, drawn), drawn

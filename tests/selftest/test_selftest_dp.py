@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from harness import MethodOutputError, ToleranceError, get_method, register_method
-from harness.checks import check_clipped, check_norms
-from harness.clipping import clip_factors, clipped_count, clipped_sum, mid_bound, per_sample_norms
-from harness.grid import Cell
+from harness.checking.checks import check_against_oracle
+from harness.checking.trials import Trial
+from harness.core.clipping import clip_factors, clipped_count, clipped_sum, mid_bound, per_sample_norms
 
-NORMS = Cell("mlp", 7, "float64", "cpu", method="selftest", check="norms")
-CLIPPED = Cell("mlp", 7, "float64", "cpu", method="selftest", check="clipped")
+NORMS = Trial("mlp", 7, "float64", "cpu", method="selftest", check="norms")
+CLIPPED = Trial("mlp", 7, "float64", "cpu", method="selftest", check="clipped")
 
 
 def _grads(case):
@@ -43,8 +43,8 @@ def step_without_the_declared_stabilizer(case):
 def test_a_right_norms_and_clipped_step_method_passes(method):
     method(right_norms, returns="norms")
     method(right_step, returns="clipped")
-    assert check_norms(NORMS).ok
-    assert check_clipped(CLIPPED).ok
+    assert check_against_oracle(NORMS).ok
+    assert check_against_oracle(CLIPPED).ok
 
 
 @pytest.mark.parametrize(
@@ -55,16 +55,16 @@ def test_a_right_norms_and_clipped_step_method_passes(method):
 def test_right_norms_with_a_wrong_clipped_step_are_caught(method, wrong_step):
     method(right_norms, returns="norms")
     method(wrong_step, returns="clipped")
-    assert check_norms(NORMS).ok
+    assert check_against_oracle(NORMS).ok
     with pytest.raises(ToleranceError, match=r"'selftest' on cpu-float64-mlp-B7, clipped step with C = [\d.e+-]+ \(4 of 7 samples clipped\), differs"):
-        check_clipped(CLIPPED)
+        check_against_oracle(CLIPPED)
 
 
 def test_a_stabilizer_declared_but_not_used_is_caught(method):
     """Opacus' 1e-6 changes the step by about 1e-6 relative: far above the float64 bound."""
     method(step_without_the_declared_stabilizer, returns="clipped", clip_eps=1e-6)
     with pytest.raises(ToleranceError, match="clipped step"):
-        check_clipped(CLIPPED)
+        check_against_oracle(CLIPPED)
 
 
 @pytest.mark.parametrize(
@@ -81,13 +81,13 @@ def test_a_stabilizer_declared_but_not_used_is_caught(method):
 def test_wrong_norms_are_named(method, wrong, error, pattern):
     method(wrong, returns="norms")
     with pytest.raises(error, match=pattern):
-        check_norms(NORMS)
+        check_against_oracle(NORMS)
 
 
 def test_a_clipped_step_with_wrong_shapes_is_named(method):
     method(lambda case: {k: v[None] for k, v in right_step(case).items()}, returns="clipped")
     with pytest.raises(MethodOutputError, match=r"returned shape \(1, 32, 20\) for 0\.weight, expected \(32, 20\) param\.shape"):
-        check_clipped(CLIPPED)
+        check_against_oracle(CLIPPED)
 
 
 def test_the_bound_clips_the_larger_half_only():

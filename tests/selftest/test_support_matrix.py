@@ -9,29 +9,44 @@ import torch
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from harness.drawn import LAYER_KINDS
-from harness.grid import GRIDS
+from harness.checking.support import SUPPORT_MATRIX, DrawnFailure, ExpectedFailure, ZooFailure, expected_failure
+from harness.checking.trials import GRIDS
+from harness.core.precision import PRECISIONS
+from harness.core.tolerances import NUMERICS, TOLERANCES, tolerance_for
 from harness.methods import METHODS
-from harness.precision import PRECISIONS
-from harness.support import CHECKS, SUPPORT_MATRIX, ExpectedFailure, expected_failure
-from harness.tolerances import NUMERICS, TOLERANCES, tolerance_for
 
 
-@pytest.mark.parametrize("row", SUPPORT_MATRIX, ids=lambda r: f"{r.checks[0]}-{r.methods[0]}-{r.models[0]}-{r.precisions[0]}")
-def test_every_row_covers_some_cell_and_says_why(row):
-    assert row.reason and row.checks and set(row.checks) <= set(CHECKS)
+def _row_id(row: ExpectedFailure) -> str:
+    subject = row.models if isinstance(row, ZooFailure) else row.layers
+    return f"{type(row).__name__}-{row.methods[0]}-{subject[0]}-{row.precisions[0]}"
+
+
+@pytest.mark.parametrize("row", SUPPORT_MATRIX, ids=_row_id)
+def test_every_row_covers_something_and_says_why(row):
+    assert row.reason
     re.compile(row.error)
     installed = Version(Version(torch.__version__).base_version)
     if installed not in SpecifierSet(row.torch):
         pytest.skip(f"the row holds for torch {row.torch}, not the installed {torch.__version__}: tox covers the others")
-    cells = [cell for grid in GRIDS.values() for cell in grid()]
-    drawn = any(
-        row.applies(method, kind, precision, "cpu", "grads", torch.__version__)
-        for method in METHODS
-        for kind in LAYER_KINDS
-        for precision in PRECISIONS
-    )
-    assert drawn or any(cell.expected == row for cell in cells), f"no cell of the grids or drawn layer is covered by {row}"
+    if isinstance(row, ZooFailure):
+        trials = [trial for grid in GRIDS.values() for trial in grid()]
+        assert any(trial.expected == row for trial in trials), f"no trial of the grids is covered by {row}"
+    else:
+        covered = any(
+            row._covers(method, precision, "cpu", torch.__version__) for method in METHODS for precision in PRECISIONS
+        )
+        assert covered, f"no method and precision on the CPU is covered by {row}"
+
+
+def test_each_kind_of_row_refuses_what_it_cannot_honour():
+    with pytest.raises(TypeError, match="when"):
+        ZooFailure(methods=("vmap",), models=("mlp",), error="e", reason="r", when=lambda layer: True)
+    with pytest.raises(TypeError, match="checks"):
+        DrawnFailure(methods=("vmap",), layers=("conv2d",), error="e", reason="r", checks=("norms",))
+    with pytest.raises(ValueError, match=r"\['conv9d'\] name no drawn layer kind"):
+        DrawnFailure(methods=("vmap",), layers=("conv9d",), error="e", reason="r")
+    with pytest.raises(ValueError, match=r"unknown checks \['speed'\]"):
+        ZooFailure(methods=("vmap",), models=("mlp",), error="e", reason="r", checks=("speed",))
 
 
 def test_rows_are_matched_by_version_dtype_and_device():
@@ -46,7 +61,7 @@ def test_rows_are_matched_by_version_dtype_and_device():
 
 
 def test_version_range_uses_the_release_not_the_local_label():
-    row = ExpectedFailure(methods=("*",), models=("*",), error="", reason="r", torch=">=2.14,<2.15")
+    row = ZooFailure(methods=("*",), models=("*",), error="", reason="r", torch=">=2.14,<2.15")
     assert row.applies("vmap", "mlp", "float32", "cpu", "grads", "2.14.0+cu130")
     assert not row.applies("vmap", "mlp", "float32", "cpu", "grads", "2.15.0")
 
@@ -85,8 +100,8 @@ def test_global_state_is_restored_between_tests():
 
 
 def test_drawn_rows_are_decided_per_layer_configuration():
-    from harness.drawn import Layer, Problem
-    from harness.support import expected_failure_drawn
+    from harness.checking.support import expected_failure_drawn
+    from harness.problems.drawn import Layer, Problem
 
     def conv3d(dilation: int, groups: int) -> Problem:
         args = dict(in_channels=2, out_channels=2, kernel_size=2, stride=1, padding=0, dilation=dilation, groups=groups, bias=True)

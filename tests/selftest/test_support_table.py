@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.models import MODELS
-from harness.supporttable import BEGIN, END, main, readme_block, support_table
+from harness.problems.zoo import MODELS
+from harness.tools.supporttable import BEGIN, END, main, readme_block, support_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

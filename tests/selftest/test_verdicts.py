@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.verdicts import main
+from harness.tools.verdicts import main
 
 PASSED = '<testcase classname="t" name="{}" />'
 XFAILED = '<testcase classname="t" name="{}"><skipped type="pytest.xfail" message="row" /></testcase>'

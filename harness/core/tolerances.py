@@ -3,7 +3,7 @@
 Bounds are norm-wise per sample and parameter, ``||g - g*|| <= atol + rtol * ||g*||``, keyed
 by precision mode and by the model's numerics: smooth, with kinks (ReLU, max-pool), or drawn
 by the property suite (smooth, but of uncontrolled conditioning: one layer, or a stack). Every
-number was measured with ``python -m harness.calibrate --seeds 4`` on torch 2.14.0, CPU,
+number was measured with ``python -m harness.tools.calibrate --seeds 4`` on torch 2.14.0, CPU,
 over every default case of the zoo; the README quotes the table it printed.
 """
 

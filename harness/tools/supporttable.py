@@ -15,20 +15,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.methods import BUILT_IN, CLIPPED_METHODS, METHODS, NORM_METHODS, QUANTITIES, methods_for
-from harness.models import MODELS
-from harness.support import ExpectedFailure, expected_failure
+from harness.checking.support import ExpectedFailure, expected_failure
+from harness.methods import BUILT_IN, gives_itself, methods_for
+from harness.problems.zoo import MODELS
+from harness.quantities import QUANTITIES
 
 BEGIN, END = "<!-- support-table -->", "<!-- /support-table -->"
-PRECISIONS = ("float64", "float32")
-_OWN = {"grads": METHODS, "norms": NORM_METHODS, "clipped": CLIPPED_METHODS}
+#: The precisions the table shows (the CPU's).
+TABLE_PRECISIONS = ("float64", "float32")
 
 
 def _gives(method: str) -> str:
     """The quantities a method gives; those the harness derives from its gradients are marked."""
     parts = []
     for quantity in QUANTITIES:
-        if method in _OWN[quantity]:
+        if quantity in gives_itself(method):
             parts.append(quantity)
         elif method in methods_for(quantity):
             parts.append(f"({quantity})")
@@ -40,17 +41,17 @@ def _entry(method: str, model: str, notes: dict[ExpectedFailure, int]) -> str:
     quantities = [q for q in QUANTITIES if method in methods_for(q)]
     failing: dict[tuple[str, str], ExpectedFailure] = {}
     for quantity in quantities:
-        for precision in PRECISIONS:
+        for precision in TABLE_PRECISIONS:
             row = expected_failure(method, model, precision, "cpu", quantity)
             if row is not None:
                 failing[(quantity, precision)] = row
     if not failing:
         return "✓"
     refs = ",".join(str(notes.setdefault(row, len(notes) + 1)) for row in dict.fromkeys(failing.values()))
-    if len(failing) == len(quantities) * len(PRECISIONS):
+    if len(failing) == len(quantities) * len(TABLE_PRECISIONS):
         return f"✗ [{refs}]"
     what = []
-    for precision in PRECISIONS:
+    for precision in TABLE_PRECISIONS:
         failed = [q for q in quantities if (q, precision) in failing]
         if failed == quantities:
             what.append(precision)

@@ -4,7 +4,7 @@
     python -m harness compare BASELINE.json [...] --current RUN1.json RUN2.json RUN3.json
 
 ``auto`` as BASELINE takes every run stored under ``baselines/`` (or ``--baselines DIR``) for
-this machine class and torch version (where ``--benchmark-autosave`` and ``--benchmark-save``
+the machine class and torch version the (first) current run recorded in its machine info (where ``--benchmark-autosave`` and ``--benchmark-save``
 put them); with ``--if-missing store``, a machine class with no stored run yet gets the
 current run(s) stored as its baseline, and nothing is judged.
 
@@ -41,14 +41,14 @@ Exit status: 0 no regression, 1 regression, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-BATCHED = "batched"
+from harness.benchmarks.records import BATCHED, BadInput, case_and_method, read_json, storage_name
+
 DEFAULT_THRESHOLD = 0.10
 #: How many times the spread of the baseline runs a change must exceed.
 NOISE_FACTOR = 2.0
@@ -61,10 +61,6 @@ DEFAULT_MAX_DRIFT = 1.5
 #: Growth of the peak below this is never a memory regression: the CPU figure counts pages and
 #: malloc's own bookkeeping (measured here: up to 16 MiB apart between runs of the same code).
 MEMORY_FLOOR = 8 * 1024 * 1024
-
-
-class BadInput(Exception):
-    """A file that cannot be compared; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -91,38 +87,26 @@ class Timing:
         return self.load is not None and self.cpus is not None and self.load >= self.cpus
 
 
-Run = dict[tuple[str, str], Timing]
-
-
-def case_and_method(bench: dict) -> tuple[str, str]:
-    """A benchmark's case and method, from its ``extra_info`` or else its ``group`` and ``param``."""
-    extra = bench.get("extra_info") or {}
-    if "case" in extra and "method" in extra:
-        return str(extra["case"]), str(extra["method"])
-    group, param = bench.get("group"), bench.get("param")
-    if group and param:
-        return str(group), str(param)
-    raise BadInput(f"benchmark {bench.get('fullname', bench.get('name'))!r} names no case and method")
+TimedRun = dict[tuple[str, str], Timing]
 
 
 class NoBaseline(BadInput):
     """``auto`` found no stored run for this machine class and torch version."""
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(f"no stored baseline under {folder}/ for this machine class and torch version")
+        super().__init__(f"no stored baseline under {folder}/ for the machine class and torch version the runs recorded")
         self.folder = folder
 
 
-def baseline_folder(root: Path = Path("baselines")) -> Path:
-    """Where ``auto`` looks: ``root/<machine class>-torch-<version>/``."""
-    from harness.bench import storage_name
+def baseline_folder(root: Path, machine_info: dict) -> Path:
+    """Where ``auto`` looks for runs like one recorded with ``machine_info``:
+    ``root/<machine class>-torch-<version>/`` (the class and version the run itself recorded)."""
+    return root / storage_name(machine_info)
 
-    return root / storage_name()
 
-
-def stored_baselines(root: Path = Path("baselines")) -> list[Path]:
-    """Every stored run for this machine class and torch version (``auto``)."""
-    folder = baseline_folder(root)
+def stored_baselines(root: Path, machine_info: dict) -> list[Path]:
+    """Every stored run of the machine class and torch version in ``machine_info`` (``auto``)."""
+    folder = baseline_folder(root, machine_info)
     runs = sorted(folder.glob("*/*.json"))
     if not runs:
         raise NoBaseline(folder)
@@ -140,24 +124,10 @@ def store_as_baseline(runs: Sequence[Path], folder: Path) -> list[Path]:
     return stored
 
 
-def read_json(path: str | Path) -> dict:
-    """Read a pytest-benchmark JSON file as it is; :class:`BadInput` if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
-        raise BadInput(f"{path}: not pytest-benchmark JSON (expected 'machine_info' and a 'benchmarks' list)")
-    return data
-
-
-def load(path: str | Path) -> Run:
+def load(path: str | Path) -> TimedRun:
     """Read a pytest-benchmark JSON file into timings keyed by (case, method)."""
     data = read_json(path)
-    run: Run = {}
+    run: TimedRun = {}
     for bench in data["benchmarks"]:
         key = case_and_method(bench)
         rounds = (bench.get("stats") or {}).get("data")
@@ -185,7 +155,7 @@ def load(path: str | Path) -> Run:
 
 
 @dataclass(frozen=True)
-class Row:
+class TimingVerdict:
     """One line of the comparison table."""
 
     case: str
@@ -202,7 +172,7 @@ class Row:
         return self.current / self.baseline - 1.0
 
 
-def _samples(run: Run, key: tuple[str, str], absolute: bool) -> list[float]:
+def _samples(run: TimedRun, key: tuple[str, str], absolute: bool) -> list[float]:
     timing = run[key]
     if absolute:
         return list(timing.rounds)
@@ -221,7 +191,7 @@ def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: 
     return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
 
 
-def _common_keys(baselines: Sequence[Run], currents: Sequence[Run]) -> list[tuple[str, str]]:
+def _common_keys(baselines: Sequence[TimedRun], currents: Sequence[TimedRun]) -> list[tuple[str, str]]:
     """Every (case, method) of all current runs that some baseline run has (a method added
     after some of the baseline runs were recorded is judged against the runs that have it)."""
     keys = sorted(set(currents[0]).intersection(*currents[1:]) & set().union(*baselines))
@@ -237,7 +207,7 @@ def _median_of_runs(per_run: Sequence[Sequence[float]]) -> tuple[float, float]:
     return middle, max(abs(f / middle - 1) for f in figures)
 
 
-def _batched_time(run: Run, key: tuple[str, str]) -> float | None:
+def _batched_time(run: TimedRun, key: tuple[str, str]) -> float | None:
     """The run's batched step time for this benchmark: its paired rounds, else the group's."""
     timing = run[key]
     if timing.paired_batched:
@@ -246,24 +216,24 @@ def _batched_time(run: Run, key: tuple[str, str]) -> float | None:
     return batched.median if batched is not None else None
 
 
-def _drift(run: Run, key: tuple[str, str], reference: float | None) -> float:
+def _drift(run: TimedRun, key: tuple[str, str], reference: float | None) -> float:
     """How many times slower (>1) or faster (<1) the run's batched step was than ``reference``."""
     own = _batched_time(run, key)
     return 1.0 if own is None or not reference else own / reference
 
 
-def _steady(runs: Sequence[Run], key: tuple[str, str], reference: float | None, max_drift: float) -> list[Run]:
+def _steady(runs: Sequence[TimedRun], key: tuple[str, str], reference: float | None, max_drift: float) -> list[TimedRun]:
     return [run for run in runs if 1 / max_drift <= _drift(run, key, reference) <= max_drift]
 
 
-def compare(
-    baselines: Sequence[Run],
-    currents: Sequence[Run],
+def judge_timings(
+    baselines: Sequence[TimedRun],
+    currents: Sequence[TimedRun],
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
     absolute: bool = False,
     max_drift: float = DEFAULT_MAX_DRIFT,
-) -> list[Row]:
+) -> list[TimingVerdict]:
     """A row per (case, method) in every run; ``batched`` itself is compared only with ``absolute``.
 
     Current runs taken under load are left out of a row, and so are runs (current or baseline)
@@ -294,7 +264,7 @@ def compare(
             else:
                 loaded = max(currents, key=lambda run: run[key].load)[key]
                 why = f"load {loaded.load:.1f} on {loaded.cpus} cores"
-            rows.append(Row(*key, b, float("nan"), 1.0, f"not judged: {why}", allowed))
+            rows.append(TimingVerdict(*key, b, float("nan"), 1.0, f"not judged: {why}", allowed))
             continue
         cur_runs = [_samples(run, key, absolute) for run in steady]
         c, _ = _median_of_runs(cur_runs)
@@ -308,12 +278,12 @@ def compare(
             verdict = "improved" if p < alpha else "faster, not significant"
         else:
             p, verdict = 1.0, "ok"
-        rows.append(Row(*key, b, c, p, verdict, allowed))
+        rows.append(TimingVerdict(*key, b, c, p, verdict, allowed))
     return rows
 
 
 @dataclass(frozen=True)
-class MemoryRow:
+class MemoryVerdict:
     """One line of the memory table: median peak bytes of the baseline and current runs, and
     the growth allowed before it counts."""
 
@@ -330,9 +300,9 @@ class MemoryRow:
         return self.current / self.baseline - 1.0 if self.baseline else float("inf")
 
 
-def compare_memory(
-    baselines: Sequence[Run], currents: Sequence[Run], threshold: float = DEFAULT_MEMORY_THRESHOLD
-) -> list[MemoryRow]:
+def judge_memory(
+    baselines: Sequence[TimedRun], currents: Sequence[TimedRun], threshold: float = DEFAULT_MEMORY_THRESHOLD
+) -> list[MemoryVerdict]:
     """A row per (case, method) whose peak memory every run recorded.
 
     The growth allowed is the largest of ``threshold`` of the baseline, :data:`NOISE_FACTOR`
@@ -346,11 +316,11 @@ def compare_memory(
         b, c = int(statistics.median(base)), int(statistics.median(cur))
         allowed = int(max(threshold * b, NOISE_FACTOR * (max(base) - min(base)), MEMORY_FLOOR))
         verdict = "HUNGRIER" if c - b > allowed else "leaner" if b - c > allowed else "ok"
-        rows.append(MemoryRow(*key, b, c, allowed, verdict))
+        rows.append(MemoryVerdict(*key, b, c, allowed, verdict))
     return rows
 
 
-def format_table(rows: Sequence[Row], absolute: bool) -> str:
+def format_table(rows: Sequence[TimingVerdict], absolute: bool) -> str:
     """The comparison as a Markdown table."""
     unit = "median time (s)" if absolute else "overhead vs batched"
     lines = [
@@ -365,7 +335,7 @@ def format_table(rows: Sequence[Row], absolute: bool) -> str:
     return "\n".join(lines)
 
 
-def format_memory_table(rows: Sequence[MemoryRow]) -> str:
+def format_memory_table(rows: Sequence[MemoryVerdict]) -> str:
     """The peak-memory comparison as a Markdown table."""
     lines = [
         "| case | method | baseline peak (MiB) | current | change | allowed (MiB) | verdict |",
@@ -429,7 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         currents = [load(p) for p in current_paths]
         try:
-            paths = [p for arg in given for p in (stored_baselines(args.baselines) if arg == "auto" else [Path(arg)])]
+            recorded = read_json(current_paths[0])["machine_info"]
+            paths = [
+                p for arg in given for p in (stored_baselines(args.baselines, recorded) if arg == "auto" else [Path(arg)])
+            ]
         except NoBaseline as missing:
             if args.if_missing == "fail":
                 raise
@@ -440,8 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{missing}: stored the current run(s) as its baseline, nothing judged: " + ", ".join(map(str, stored)))
             return 0
         baselines = [load(p) for p in paths]
-        rows = compare(baselines, currents, args.threshold, args.alpha, args.absolute, args.max_drift)
-        memory = compare_memory(baselines, currents, args.memory_threshold)
+        rows = judge_timings(baselines, currents, args.threshold, args.alpha, args.absolute, args.max_drift)
+        memory = judge_memory(baselines, currents, args.memory_threshold)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,9 @@ import functools
 
 import torch
 
-from harness.case import build_case
 from harness.methods import loop_grads
-from harness.models import ModelSpec
+from harness.problems.build import build_case
+from harness.problems.zoo import ModelSpec
 
 #: Enough for the grids (the method varies fastest) and for a property test's examples, which
 #: the next method's test draws again in the same order under the derandomized ``ci`` profile.

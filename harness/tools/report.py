@@ -34,24 +34,16 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from harness.benchcompare import BadInput, case_and_method, read_json
+from harness.benchmarks.records import BadInput, add_ratios, case_and_method, read_json
 
 #: Peak memory figures a benchmark may carry: CUDA allocated bytes, CPU resident growth.
 PEAKS = ("peak_bytes", "peak_rss_bytes")
 DEFAULT_OUT = Path("results/report")
-
-#: A test id's parameter, ``device-precision-model[-B<n>[-sum][-norms|-clip<k>of<n>]][-method]``:
-#: the model is the third part, ``B<n>`` marks the batch, and all after it (and an optional ``sum``
-#: and quantity tag) is the method, which may hold ``-`` (``opacus-hooks``, third-party names).
-#: Drawn layers take the model's place.
-CELL_ID = re.compile(
-    r"(?P<device>[^-]+)-(?P<precision>[^-]+)-(?P<model>[^-]+)"
-    r"(?:-B(?P<batch>\d+)(?:-(?P<reduction>sum))?(?:-(?P<quantity>norms|clip\d+of\d+))?)?(?:-(?P<method>.+))?"
-)
-
+#: Where a benchmark case sits in the speedup plot: (device, model, batch size).
+Place = tuple[str, str, int]
 
 @dataclass(frozen=True)
-class Check:
+class Section:
     """A test function that the scorecard shows as models x methods."""
 
     title: str
@@ -59,12 +51,12 @@ class Check:
 
 
 #: The test functions shown as tables, in this order; the failures of any other test are listed.
-CHECKS = {
-    "test_matches_oracle": Check("Per-sample gradients against the float64 oracle"),
-    "test_sum_equals_batch_gradient": Check("Sum of the per-sample gradients against the batch gradient"),
-    "test_norms_match_oracle": Check("Per-sample gradient norms against the float64 oracle's"),
-    "test_clipped_step_matches_oracle": Check("The clipped, summed step against the float64 oracle's"),
-    "test_property": Check("Drawn layers (property suite) against the float64 oracle", "layer"),
+SECTIONS = {
+    "test_matches_oracle": Section("Per-sample gradients against the float64 oracle"),
+    "test_sum_equals_batch_gradient": Section("Sum of the per-sample gradients against the batch gradient"),
+    "test_norms_match_oracle": Section("Per-sample gradient norms against the float64 oracle's"),
+    "test_clipped_step_matches_oracle": Section("The clipped, summed step against the float64 oracle's"),
+    "test_property": Section("Drawn layers (property suite) against the float64 oracle", "layer"),
 }
 
 #: Outcomes, most severe first: a cell shows them in this order.
@@ -90,7 +82,7 @@ class Outcome:
 
 
 @dataclass
-class Run:
+class ResultRun:
     """The results of one folder and torch version: tests by ``classname::name``, and benchmark
     figures (``speedup``, ``overhead``, ``peak_bytes``, ``peak_rss_bytes``) by (case, method)."""
 
@@ -100,6 +92,8 @@ class Run:
     files: list[str] = field(default_factory=list)
     tests: dict[str, Outcome] = field(default_factory=dict)
     benchmarks: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    #: Each benchmark case's (device, model, batch size), where the benchmarks recorded them.
+    places: dict[str, Place] = field(default_factory=dict)
     label: str = ""
 
 
@@ -153,9 +147,9 @@ def read_junit(path: Path) -> tuple[dict[str, str], dict[str, Outcome]]:
     return properties, tests
 
 
-def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], dict[str, float]]]:
-    """The machine info (torch, machine_class) and each benchmark's speedup, overhead and peak memory."""
-    from harness.bench import add_ratios
+def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], dict[str, float]], dict[str, Place]]:
+    """The machine info (torch, machine_class), each benchmark's speedup, overhead and peak memory,
+    and each case's device, model and batch size (as the benchmarks recorded them in ``extra_info``)."""
 
     data = read_json(path)
     try:
@@ -168,10 +162,15 @@ def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], d
             }
             for bench in data["benchmarks"]
         }
+        places = {
+            case_and_method(bench)[0]: (str(extra["device"]), str(extra["model"]), int(extra["batch_size"]))
+            for bench in data["benchmarks"]
+            if {"device", "model", "batch_size"} <= set(extra := bench.get("extra_info") or {})
+        }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadInput(f"{path}: a benchmark record is not as pytest-benchmark writes it ({exc!r})") from None
     info = data["machine_info"] if isinstance(data["machine_info"], dict) else {}
-    return {k: str(info[k]) for k in ("torch", "machine_class") if k in info}, figures
+    return {k: str(info[k]) for k in ("torch", "machine_class") if k in info}, figures, places
 
 
 def _result_files(path: Path) -> list[Path]:
@@ -185,28 +184,30 @@ def _result_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _read(path: Path) -> tuple[dict[str, str], dict[str, Outcome], dict[tuple[str, str], dict[str, float]]]:
+def _read(
+    path: Path,
+) -> tuple[dict[str, str], dict[str, Outcome], dict[tuple[str, str], dict[str, float]], dict[str, Place]]:
     try:
         with path.open("rb") as f:
             head = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
     except OSError as exc:
         raise BadInput(f"{path}: cannot be read ({exc.strerror})") from None
     if head.startswith(b"<"):
-        return (*read_junit(path), {})
+        return (*read_junit(path), {}, {})
     if head.startswith(b"{"):
-        properties, figures = read_benchmarks(path)
-        return properties, {}, figures
+        properties, figures, places = read_benchmarks(path)
+        return properties, {}, figures, places
     raise BadInput(f"{path}: neither JUnit XML nor pytest-benchmark JSON")
 
 
-def _version_key(run: Run) -> tuple:
+def _version_key(run: ResultRun) -> tuple:
     try:
         return (0, Version(run.torch), str(run.folder))
     except InvalidVersion:
         return (1, Version("0"), str(run.folder))
 
 
-def _label(runs: list[Run]) -> None:
+def _label(runs: list[ResultRun]) -> None:
     """``torch 2.14.0``; with the folder's name, or its path, where that alone is not unique."""
     styles = (
         lambda r: f"torch {r.torch}",
@@ -221,19 +222,20 @@ def _label(runs: list[Run]) -> None:
         run.label = label
 
 
-def load_runs(paths: Sequence[Path]) -> list[Run]:
+def load_runs(paths: Sequence[Path]) -> list[ResultRun]:
     """Read every result file under ``paths``, one run per folder and torch version, oldest torch first."""
-    runs: dict[tuple[Path, str], Run] = {}
+    runs: dict[tuple[Path, str], ResultRun] = {}
     for path in paths:
         for file in _result_files(path):
-            properties, tests, figures = _read(file)
+            properties, tests, figures, places = _read(file)
             torch = properties.get("torch", "unknown")
-            run = runs.setdefault((file.parent.resolve(), torch), Run(file.parent, torch))
+            run = runs.setdefault((file.parent.resolve(), torch), ResultRun(file.parent, torch))
             run.properties.update(properties)
             if file.name not in run.files:
                 run.files.append(file.name)
             run.tests.update(tests)
             run.benchmarks.update(figures)
+            run.places.update(places)
     if not any(run.tests or run.benchmarks for run in runs.values()):
         raise BadInput(f"no test results or benchmarks in {', '.join(map(str, paths))}")
     ordered = sorted(runs.values(), key=_version_key)
@@ -242,25 +244,24 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
 
 
 @dataclass(frozen=True)
-class Row:
-    """Where a test goes in the scorecard: its check, device, precision, model and method."""
+class ScorecardRow:
+    """Where a test goes in the scorecard: its section (test function), device, precision, model and method."""
 
-    check: str
+    section: str
     device: str
     precision: str
     model: str
     method: str
 
 
-def row_of(test: str) -> Row | None:
-    """The scorecard row of a test (``classname::function[param]``), or None for other tests."""
-    match = re.fullmatch(r"(?:[^\[]*::)?(?P<function>[^\[]+)\[(?P<param>.*)\]", test)
-    if match is None or match["function"] not in CHECKS:
+def row_of(test: str, outcome: Outcome) -> ScorecardRow | None:
+    """The scorecard row of a test (``classname::function[param]``) from the trial fields it recorded
+    (``trial_device``, ...), or None for a test that is no section's or recorded no trial."""
+    function = test.split("[", 1)[0].split("::")[-1]
+    fields = {name.removeprefix("trial_"): value for name, value in outcome.recorded.items() if name.startswith("trial_")}
+    if function not in SECTIONS or not fields.get("method") or not {"device", "precision", "model"} <= set(fields):
         return None
-    cell = CELL_ID.fullmatch(match["param"])
-    if cell is None or cell["method"] is None:
-        return None
-    return Row(match["function"], cell["device"], cell["precision"], cell["model"], cell["method"])
+    return ScorecardRow(function, fields["device"], fields["precision"], fields["model"], fields["method"])
 
 
 def _grouped(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -304,7 +305,7 @@ def _cell(outcomes: list[Outcome], notes: Notes) -> str:
     return ", ".join(parts) + worst
 
 
-def _counts_table(runs: Sequence[Run]) -> list[str]:
+def _counts_table(runs: Sequence[ResultRun]) -> list[str]:
     lines = [
         "| run | torchvision | opacus | machine | passed | xfailed | failed | skipped | benchmarks | files |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -328,28 +329,28 @@ def _failure_lines(failures: list[tuple[str, str, Outcome]]) -> list[str]:
     return lines
 
 
-def _correctness(runs: Sequence[Run], notes: Notes) -> list[str]:
+def _correctness(runs: Sequence[ResultRun], notes: Notes) -> list[str]:
     sections: dict[tuple[str, str, str], dict[tuple[str, str], list[list[Outcome]]]] = {}
     failures: dict[tuple[str, str, str], list[tuple[str, str, Outcome]]] = {}
     for i, run in enumerate(runs):
         for test, outcome in run.tests.items():
-            row = row_of(test)
+            row = row_of(test, outcome)
             if row is None:
                 continue
-            key = (row.check, row.device, row.precision)
+            key = (row.section, row.device, row.precision)
             cells = sections.setdefault(key, {}).setdefault((row.model, row.method), [[] for _ in runs])
             cells[i].append(outcome)
             if outcome.status in ("failed", "xpassed"):
                 failures.setdefault(key, []).append((run.label, test.split("::")[-1], outcome))
     lines = []
-    for check in CHECKS:
+    for section in SECTIONS:
         for (name, device, precision), cells in sections.items():
             shown = {k: v for k, v in cells.items() if any(o.status != "skipped" for c in v for o in c)}
-            if name != check or not shown:
+            if name != section or not shown:
                 continue
-            subject = CHECKS[check].subject
+            subject = SECTIONS[section].subject
             lines += [
-                f"## {CHECKS[check].title}: {device}, {precision}",
+                f"## {SECTIONS[section].title}: {device}, {precision}",
                 "",
                 f"| {subject} | method | " + " | ".join(r.label for r in runs) + " |",
                 "|---|---|" + "---|" * len(runs),
@@ -363,19 +364,19 @@ def _correctness(runs: Sequence[Run], notes: Notes) -> list[str]:
     return lines
 
 
-def _other_failures(runs: Sequence[Run]) -> list[str]:
+def _other_failures(runs: Sequence[ResultRun]) -> list[str]:
     failures = [
         (run.label, test.split("::")[-1], o)
         for run in runs
         for test, o in run.tests.items()
-        if o.status in ("failed", "xpassed") and row_of(test) is None
+        if o.status in ("failed", "xpassed") and row_of(test, o) is None
     ]
     if not failures:
         return []
     return ["## Other failures", "", *_failure_lines(failures), ""]
 
 
-def _seed_claims(runs: Sequence[Run]) -> list[str]:
+def _seed_claims(runs: Sequence[ResultRun]) -> list[str]:
     """The seeds' element-wise claims as each run measured them (recorded, not asserted)."""
     rows = [
         (run.label, test.split("::")[-1], o.recorded)
@@ -407,7 +408,7 @@ def _ratio(figures: dict[str, float] | None, name: str) -> str:
     return f"{figures[name]:#.3g}x"
 
 
-def _benchmarks(runs: Sequence[Run], plot: str | None) -> list[str]:
+def _benchmarks(runs: Sequence[ResultRun], plot: str | None) -> list[str]:
     keys = _grouped(key for run in runs for key in run.benchmarks)
     if not keys:
         return []
@@ -433,7 +434,7 @@ def _benchmarks(runs: Sequence[Run], plot: str | None) -> list[str]:
     return [*lines, ""]
 
 
-def scorecard(runs: Sequence[Run], plot: str | None = None) -> str:
+def scorecard(runs: Sequence[ResultRun], plot: str | None = None) -> str:
     """The Markdown scorecard; ``plot`` is the speedup PNG's path relative to it, if one was drawn."""
     notes = Notes()
     lines = ["# Per-sample-gradient scorecard", "", *_counts_table(runs), ""]
@@ -469,7 +470,7 @@ def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return dict(zip(methods, palette, strict=True))
 
 
-def plot_speedup(runs: Sequence[Run], path: Path) -> bool:
+def plot_speedup(runs: Sequence[ResultRun], path: Path) -> bool:
     """Speedup against batch size, a panel per device and model, a line per method (and run).
 
     Returns False, writing nothing, where no run holds a speedup.
@@ -482,11 +483,12 @@ def plot_speedup(runs: Sequence[Run], path: Path) -> bool:
     panels: dict[tuple[str, str], dict[tuple[str, str], list[tuple[int, float]]]] = {}
     for run in runs:
         for (case, method), figures in run.benchmarks.items():
-            cell = CELL_ID.fullmatch(case)
-            if cell is None or cell["batch"] is None or "speedup" not in figures or method == "loop":
+            place = run.places.get(case)
+            if place is None or "speedup" not in figures or method == "loop":
                 continue
-            lines = panels.setdefault((cell["device"], cell["model"]), {})
-            lines.setdefault((method, run.label), []).append((int(cell["batch"]), figures["speedup"]))
+            device, model, batch_size = place
+            lines = panels.setdefault((device, model), {})
+            lines.setdefault((method, run.label), []).append((batch_size, figures["speedup"]))
     if not panels:
         return False
     methods = list(dict.fromkeys(m for lines in panels.values() for m, _ in lines))

@@ -1,6 +1,6 @@
 """Drawn problems: a layer configuration (or a short stack of them) as plain, hashable data.
 
-The Hypothesis strategies in :mod:`harness.strategies` draw :class:`Problem` values; a
+The Hypothesis strategies in :mod:`harness.problems.strategies` draw :class:`Problem` values; a
 problem turns into a :class:`~harness.models.ModelSpec`, so a drawn layer runs through the
 same case builder, oracle and methods as the model zoo. Its ``repr`` is valid Python: a
 falsifying example printed by Hypothesis can be pasted back to reproduce it, e.g.
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from harness.models import ModelSpec
+from harness.problems.zoo import ModelSpec
 
 Shape = tuple[int, ...]
 
@@ -166,6 +166,5 @@ class Problem:
             loss=squared_error,
             batch_sizes=(self.batch_size,),
             numerics="drawn" if len(self.layers) == 1 else "drawn-stack",
-            description="drawn by the property suite",
             key=self,
         )

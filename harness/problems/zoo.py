@@ -24,7 +24,7 @@ class ModelSpec:
     """How to build one model of the zoo and a batch for it.
 
     Specs are equal when ``name`` and ``key`` are: a registered model is known by its name,
-    a drawn one (see :mod:`harness.drawn`) by the problem it was made from. ``numerics``
+    a drawn one (see :mod:`harness.problems.drawn`) by the problem it was made from. ``numerics``
     picks the float32 row of the tolerance table: ``"smooth"``, ``"kinks"`` (ReLU, max-pool),
     ``"drawn"`` or ``"drawn-stack"`` (random smooth layers whose conditioning nobody chose).
     """
@@ -39,7 +39,6 @@ class ModelSpec:
     numerics: str = field(default="kinks", compare=False)
     #: Millions of parameters: beyond the per-sample gradients, its checks run under ``-m slow``.
     heavy: bool = field(default=False, compare=False)
-    description: str = field(default="", compare=False)
     key: Hashable = None
 
 
@@ -196,23 +195,25 @@ def bn_eval_cnn() -> nn.Module:
 
 
 for _spec in (
+    # the seeds' SimpleCNN (1x28x28, ReLU, max-pool), nll_loss on raw logits
     ModelSpec(
         "simple_cnn", SimpleCNN, images(1, 28), loss=F.nll_loss, batch_sizes=(1, 7, 64),
-        description="the seeds' SimpleCNN (1x28x28, ReLU, max-pool), nll_loss on raw logits",
     ),
+    # torchvision resnet18, BatchNorm->GroupNorm by Opacus' ModuleValidator.fix
     ModelSpec(
         "resnet18_gn", resnet18_gn, images(3, 32), batch_sizes=(1, 3), slow_batch_sizes=(128,), heavy=True,
-        description="torchvision resnet18, BatchNorm->GroupNorm by Opacus' ModuleValidator.fix",
     ),
+    # resnet18_gn with ReLU and residual adds out of place (what Opacus' hooks accept)
     ModelSpec(
         "resnet18_gn_noinplace", resnet18_gn_no_inplace, images(3, 32),
         batch_sizes=(1, 3), slow_batch_sizes=(128,), heavy=True,
-        description="resnet18_gn with ReLU and residual adds out of place (what Opacus' hooks accept)",
     ),
+    # three Linear layers with ReLU
     ModelSpec(
         "mlp", lambda: nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)),
-        vectors(20), description="three Linear layers with ReLU",
+        vectors(20),
     ),
+    # tanh and average pooling: no kinks
     ModelSpec(
         "smooth_cnn",
         lambda: nn.Sequential(
@@ -220,27 +221,28 @@ for _spec in (
             nn.Conv2d(8, 8, 3), nn.Tanh(), nn.AvgPool2d(2),
             nn.Flatten(), nn.Linear(8 * 2 * 2, 10),
         ),
-        images(3, 14), numerics="smooth", description="tanh and average pooling: no kinks",
+        images(3, 14), numerics="smooth",
     ),
+    # Embedding(50, 8) + LSTM(8, 12) + Linear on the last step
     ModelSpec(
         "lstm_text", TextLSTM, tokens(vocab=50, length=10, classes=4),
-        description="Embedding(50, 8) + LSTM(8, 12) + Linear on the last step",
     ),
+    # one TransformerEncoderLayer (d_model 16, 2 heads, no dropout), mean-pooled
     ModelSpec(
         "transformer", TinyTransformer, vectors(6, 16, classes=4), numerics="smooth",
-        description="one TransformerEncoderLayer (d_model 16, 2 heads, no dropout), mean-pooled",
     ),
+    # two Conv1d layers (one grouped, strided)
     ModelSpec(
         "conv1d",
         lambda: nn.Sequential(
             nn.Conv1d(4, 8, 5), nn.ReLU(), nn.Conv1d(8, 8, 3, stride=2, groups=2), nn.ReLU(),
             nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 5),
         ),
-        vectors(4, 24, classes=5), description="two Conv1d layers (one grouped, strided)",
+        vectors(4, 24, classes=5),
     ),
+    # Conv2d + BatchNorm2d in eval mode (running statistics) + Linear
     ModelSpec(
         "bn_eval", bn_eval_cnn, images(3, 8), train_mode=False,
-        description="Conv2d + BatchNorm2d in eval mode (running statistics) + Linear",
     ),
 ):
     register_model(_spec)

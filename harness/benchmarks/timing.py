@@ -23,10 +23,13 @@ from pathlib import Path
 
 import torch
 
-from harness.benchcompare import BATCHED
-from harness.case import Case
-from harness.clipping import mid_bound, per_sample_norms
-from harness.methods import get_method, timed_methods
+from harness.benchmarks.records import BATCHED
+from harness.benchmarks.records import storage_name as _storage_name_of
+from harness.checking.runner import run, timed_call
+from harness.core.case import Case
+from harness.core.clipping import mid_bound, per_sample_norms
+from harness.core.precision import precision_mode
+from harness.methods import timed_methods
 
 #: Fixed for every benchmark and recorded in the machine info: thread count changes timings.
 #: One thread leaves the second core of a 2-core machine to everything else.
@@ -39,12 +42,14 @@ ROUNDS = 20
 
 def _batched_step(case: Case) -> None:
     case.model.zero_grad(set_to_none=True)
-    case.loss_fn(case.model(case.inputs), case.targets).backward()
+    with precision_mode(case.precision):
+        case.loss_fn(case.model(case.inputs), case.targets).backward()
     case.model.zero_grad(set_to_none=True)
 
 
 def workload(method: str, case: Case) -> Callable[[], None]:
-    """One timed call: the method (or ``batched``) on the case, ending in a CUDA synchronize.
+    """One timed call: the method (or ``batched``) on the case as the checks run it
+    (:func:`~harness.checking.runner.timed_call`), ending in a CUDA synchronize.
 
     A method that gives no per-sample gradients is timed on its clipped step (or norms); the
     clipping bound is then set, untimed, halfway between the middle per-sample norms (from vmap).
@@ -54,9 +59,8 @@ def workload(method: str, case: Case) -> Callable[[], None]:
     else:
         quantity = timed_methods()[method]
         if quantity == "clipped" and case.max_grad_norm is None:
-            case.max_grad_norm = mid_bound(per_sample_norms(get_method("vmap")(case)))
-        fn = get_method(method, quantity)
-        step = lambda: fn(case)  # noqa: E731
+            case.max_grad_norm = mid_bound(per_sample_norms(run("vmap", "grads", case)))
+        step = timed_call(method, quantity, case)
     sync = torch.cuda.synchronize if case.device.type == "cuda" else (lambda: None)
 
     def call() -> None:
@@ -104,24 +108,6 @@ def peak_rss_bytes(call: Callable[[], None]) -> int | None:
         return None
 
 
-def add_ratios(benchmarks: list[dict]) -> None:
-    """Write ``overhead`` (median / batched median) and ``speedup`` (loop / median) into each
-    benchmark's ``extra_info``, per group, where the group has those timings."""
-    groups: dict[str, dict[str, float]] = {}
-    for bench in benchmarks:
-        info = bench.get("extra_info", {})
-        if "case" in info and "method" in info:
-            groups.setdefault(info["case"], {})[info["method"]] = bench["stats"]["median"]
-    for bench in benchmarks:
-        info = bench.get("extra_info", {})
-        medians = groups.get(info.get("case"), {})
-        median = bench["stats"]["median"]
-        if BATCHED in medians:
-            info["overhead"] = median / medians[BATCHED]
-        if "loop" in medians:
-            info["speedup"] = medians["loop"] / median
-
-
 def machine_class() -> str:
     """What a baseline carries across: the GPU's name, or the CPU core count (``cpu-2cores``)."""
     if torch.cuda.is_available():
@@ -143,7 +129,7 @@ def cpu_model() -> str:
 
 def storage_name() -> str:
     """The folder under ``baselines/`` for this machine class and torch version."""
-    return f"{machine_class()}-torch-{torch.__version__.replace('+', '-')}"
+    return _storage_name_of(machine_info())
 
 
 def machine_info() -> dict[str, object]:

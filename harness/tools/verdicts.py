@@ -19,8 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.benchcompare import BadInput
-from harness.report import Outcome, read_junit
+from harness.benchmarks.records import BadInput
+from harness.tools.report import Outcome, read_junit
 
 #: How many differing tests are listed before the rest is counted.
 MAX_LISTED = 20

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from hypothesis import strategies as st
 
-from harness.drawn import Layer, Problem, Shape
+from harness.problems.drawn import Layer, Problem, Shape
 
 MAX_BATCH = 8
 _SPATIAL = {1: 7, 2: 5, 3: 4}  # the largest drawn side per number of spatial dimensions

@@ -1,0 +1,55 @@
+"""The benchmark grid: every method (of any quantity), the batched step and the loop, on each
+benchmark case, in float32."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from harness.benchmarks.records import BATCHED
+from harness.checking.support import ExpectedFailure, expected_failure
+from harness.checking.trials import DEVICES, Trial
+from harness.methods import timed_methods
+
+#: The benchmark cases: (model, batch size, slow). The seeds' scenarios are simple_cnn at B=64
+#: (the torch.func tutorial's loop-vs-vmap timing) and resnet18 with GroupNorm at B=128 (the
+#: functorch-vs-Opacus script; the no-in-place twin is the one Opacus' hooks can run).
+BENCHMARK_CASES = (
+    ("mlp", 32, False),
+    ("smooth_cnn", 16, False),
+    ("simple_cnn", 64, False),
+    ("resnet18_gn", 128, True),
+    ("resnet18_gn_noinplace", 128, True),
+)
+
+
+@dataclass(frozen=True)
+class BenchmarkTrial(Trial):
+    """One timed method (or the batched step) on one benchmark case; never an expected failure."""
+
+    check: str = "benchmark"
+
+    @property
+    def expected(self) -> None:
+        """A benchmark is skipped where its method cannot run, not expected to fail."""
+        return None
+
+    @property
+    def quantity(self) -> str:
+        """What is timed: the method's gradients where it gives them, else its clipped step, else its norms."""
+        return timed_methods().get(self.method or BATCHED, "grads")
+
+    @property
+    def cannot_run(self) -> ExpectedFailure | None:
+        """The support-matrix row that says the method fails on this case (the batched step never does)."""
+        if self.method in (None, BATCHED):
+            return None
+        return expected_failure(self.method, self.model, self.precision, self.device, self.quantity)
+
+
+def benchmark_trials() -> Iterator[BenchmarkTrial]:
+    """Every method (of any quantity), the batched step and the loop, on every benchmark case, in float32."""
+    for model, batch_size, slow in BENCHMARK_CASES:
+        for device in DEVICES:
+            for method in (BATCHED, *timed_methods()):
+                yield BenchmarkTrial(model, batch_size, "float32", device, method, slow=slow)

@@ -1,0 +1,156 @@
+"""The checks the test modules run on a trial; each raises a :class:`HarnessError` naming what failed,
+or :class:`MethodUnavailable` where the method cannot run here (the pytest plugin skips those)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+import zlib
+from collections.abc import Iterator
+
+from hypothesis import given, seed, settings
+
+from harness.checking.runner import describe, run
+from harness.checking.support import ExpectedFailure, expected_failure_drawn
+from harness.checking.trials import PropertyTrial, Trial
+from harness.core.distance import Comparison, assert_close
+from harness.core.errors import BatchingRuleFallback, HarnessError, MethodFailed, UnexpectedFailure, UnexpectedPass
+from harness.core.tolerances import Tolerance, tolerance_for
+from harness.methods import clip_eps, gives_itself
+from harness.problems.build import build_case
+from harness.problems.drawn import Problem
+from harness.problems.strategies import LAYER_STRATEGIES, problems
+from harness.problems.zoo import get_model
+from harness.quantities import get_quantity
+from harness.reference.oracle import batch_gradient, oracle
+
+_FALLBACK = re.compile(r"There is a performance drop because we have not yet implemented the batching rule for (\S+?)\.?\s")
+
+
+@contextlib.contextmanager
+def as_expected(row: ExpectedFailure | None) -> Iterator[None]:
+    """Let a failure through as the expected one only if it matches the support-matrix row's error."""
+    try:
+        yield
+    except HarnessError as exc:
+        if row is not None and not re.search(row.error, str(exc)):
+            raise UnexpectedFailure(
+                f"expected the support-matrix failure /{row.error}/ ({row.reason}), but got: {exc}"
+            ) from exc
+        raise
+
+
+def _tolerance(trial: Trial) -> Tolerance:
+    return tolerance_for(trial.precision, get_model(trial.model).numerics)
+
+
+def check_against_oracle(trial: Trial) -> Comparison:
+    """The trial's quantity from its method (its own, or derived from its gradients) is within the
+    tolerance table's bound of the same quantity of the float64 oracle.
+
+    For the clipped step, C lies halfway between the oracle's two middle per-sample norms (the
+    larger half of the samples is clipped) and the reference uses the stabilizer the method declares.
+    Raises :class:`MethodUnavailable` where the method cannot run here.
+    """
+    __tracebackhide__ = True
+    quantity = get_quantity(trial.check)
+    with as_expected(trial.expected):
+        case = trial.build()
+        grads = oracle(case.model_name, case.batch_size, case.seed)
+        quantity.prepare(case, grads)
+        result = run(trial.method, quantity.name, case)
+        eps = clip_eps(trial.method) if quantity.name in gives_itself(trial.method) else 0.0
+        reference = quantity.reference(grads, case, eps)
+        where = describe(trial.method, case) + quantity.describe(case)
+        return assert_close(quantity.per_sample(result), quantity.per_sample(reference), _tolerance(trial), where)
+
+
+def check_drawn(problem: Problem, method: str, precision: str, device: str = "cpu") -> ExpectedFailure | None:
+    """A drawn problem, checked like a zoo case against the float64 oracle.
+
+    The support matrix decides per example: where a row covers one of the drawn layers, the
+    method must fail with the row's error, and the row is returned; otherwise it must pass.
+    Raises :class:`MethodUnavailable` if the method cannot run here.
+    """
+    __tracebackhide__ = True
+    row = expected_failure_drawn(method, problem, precision, device)
+    spec = problem.spec()
+    try:
+        with as_expected(row):
+            case = build_case(spec, problem.batch_size, precision, device, problem.loss_reduction)
+            result = run(method, "grads", case)
+            reference = oracle(spec, problem.batch_size)
+            assert_close(result, reference, tolerance_for(precision, spec.numerics), describe(method, case))
+    except HarnessError:
+        if row is None:
+            raise
+        return row
+    if row is not None:
+        raise UnexpectedPass(
+            f"method {method!r} passed on the drawn {problem.name}, but the support matrix expects "
+            f"/{row.error}/ ({row.reason}): narrow or remove that row"
+        )
+    return None
+
+
+def check_property(trial: PropertyTrial, min_examples: int = 0) -> list[ExpectedFailure | None]:
+    """Check problems drawn for the trial's layer strategy under the active Hypothesis profile.
+
+    ``min_examples`` raises the profile's ``max_examples`` where a caller needs more draws.
+
+    Returns, per example, the support-matrix row it failed by (None where it passed). A
+    failure is raised with the shrunk ``Problem(...)`` in its notes, as Hypothesis prints it.
+
+    Under a derandomized profile (the default ``ci``) the draws start from a seed of the layer
+    strategy's name, the same for every method and precision, and not from Hypothesis' digest of
+    this function's source: a change to this code must not change what the default run draws.
+    """
+    __tracebackhide__ = True
+    outcomes: list[ExpectedFailure | None] = []
+
+    @given(problem=problems(LAYER_STRATEGIES[trial.layer]))
+    def check(problem: Problem) -> None:
+        outcomes.append(check_drawn(problem, trial.method, trial.precision, trial.device))
+
+    if min_examples > settings.default.max_examples:
+        check = settings(max_examples=min_examples)(check)
+    if settings.default.derandomize:
+        check = seed(zlib.crc32(trial.layer.encode()))(check)
+    check()
+    return outcomes
+
+
+def check_sum(trial: Trial) -> Comparison:
+    """With a sum-reduced loss, the per-sample gradients add up to the ordinary batch gradient."""
+    __tracebackhide__ = True
+    with as_expected(trial.expected):
+        case = trial.build()
+        result = run(trial.method, "grads", case)
+        summed = {name: g.sum(dim=0, keepdim=True) for name, g in result.items()}
+        batch = {name: g.unsqueeze(0) for name, g in batch_gradient(case.model_name, case.batch_size, case.seed).items()}
+        where = f"{describe(trial.method, case)}, summed over the batch,"
+        return assert_close(summed, batch, _tolerance(trial), where)
+
+
+def check_batching_rules(trial: Trial) -> None:
+    """vmap runs the model without falling back to the slow per-sample path for any operator."""
+    __tracebackhide__ = True
+    from torch._C._functorch import _set_vmap_fallback_warning_enabled
+
+    with as_expected(trial.expected):
+        case = trial.build()
+        _set_vmap_fallback_warning_enabled(True)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", message="There is a performance drop")
+                run("vmap", "grads", case)
+        except MethodFailed as exc:
+            match = _FALLBACK.search(str(exc) + " ")
+            if match is None:
+                raise
+            raise BatchingRuleFallback(
+                f"vmap on {case.id} fell back to the slow per-sample path: no batching rule for {match.group(1)}"
+            ) from None
+        finally:
+            _set_vmap_fallback_warning_enabled(False)

@@ -1,0 +1,58 @@
+"""The support matrix: the one table of expected failures, split by what it is about (zoo models
+in :mod:`.zoo`, drawn layers in :mod:`.drawn`).
+
+Each row becomes a strict xfail: the failure must happen, and must match the row's ``error`` (a
+different failure is a real failure), so a fix upstream shows as XPASS and the row is then
+narrowed or removed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.checking.support.drawn import DRAWN_MATRIX
+from harness.checking.support.rows import CHECKS, DrawnFailure, ExpectedFailure, ZooFailure
+from harness.checking.support.zoo import ZOO_MATRIX
+from harness.problems.drawn import Problem
+
+#: Every row, the zoo's first.
+SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (*ZOO_MATRIX, *DRAWN_MATRIX)
+
+
+def expected_failure(
+    method: str,
+    model: str,
+    precision: str,
+    device: str,
+    check: str = "grads",
+    torch_version: str | None = None,
+) -> ZooFailure | None:
+    """The zoo row covering this trial, or None if it must pass."""
+    if check not in CHECKS:
+        raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
+    version = torch_version or torch.__version__
+    return next((row for row in ZOO_MATRIX if row.applies(method, model, precision, device, check, version)), None)
+
+
+def expected_failure_drawn(
+    method: str, problem: Problem, precision: str, device: str, torch_version: str | None = None
+) -> DrawnFailure | None:
+    """The drawn-layer row covering a drawn problem: the first that covers any of its layers."""
+    version = torch_version or torch.__version__
+    for row in DRAWN_MATRIX:
+        if any(row.applies(method, layer, precision, device, version) for layer in problem.layers):
+            return row
+    return None
+
+
+__all__ = [
+    "CHECKS",
+    "DRAWN_MATRIX",
+    "SUPPORT_MATRIX",
+    "ZOO_MATRIX",
+    "DrawnFailure",
+    "ExpectedFailure",
+    "ZooFailure",
+    "expected_failure",
+    "expected_failure_drawn",
+]

@@ -1,0 +1,194 @@
+"""The support matrix for drawn layers (the property suite): which method is expected to fail on
+which layer configuration, and why. For a drawn stack, the first row that covers any of its
+layers decides."""
+
+from __future__ import annotations
+
+from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
+from harness.checking.support.families import OPACUS as _OPACUS
+from harness.checking.support.families import VMAP_FAMILY as _VMAP_FAMILY
+from harness.checking.support.rows import DrawnFailure
+
+DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
+    DrawnFailure(
+        methods=_VMAP_FAMILY + _OPACUS,
+        layers=("lstm",),
+        precisions=("float64",),
+        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+        reason=(
+            "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
+            "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
+        ),
+        devices=("cpu",),
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_OPACUS,
+        layers=("lstm",),
+        precisions=("float32", "tf32"),
+        error="only integer tensors of a single element can be converted to an index",
+        reason=(
+            "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
+            "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
+        ),
+        torch=">=2.6",
+    ),
+    # BackPACK. Rows for failures it raises come before the row for
+    # parameters it leaves without a result: in a drawn stack the raising layer fails first.
+    DrawnFailure(
+        methods=("backpack",),
+        layers=("conv_transpose2d",),
+        when=lambda layer: layer.kwargs["output_padding"] > 0,
+        error=r"shape '\[[\d, ]+\]' is invalid for input of size \d+",
+        reason="BackPACK's ConvTranspose2d extension does not account for output_padding and fails to reshape",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=("backpack",),
+        layers=("rnn", "lstm"),
+        when=lambda layer: not layer.kwargs["bias"] or layer.kwargs["num_layers"] > 1 or layer.kwargs["bidirectional"],
+        error=r"has no attribute 'bias_ih_l0'|only num_layers = 1 is supported|only bidirectional = False is supported",
+        reason="BackPACK's RNN and LSTM extensions support a single unidirectional layer with biases only",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=("backpack",),
+        layers=("embedding",),
+        when=lambda layer: layer.kwargs["padding_idx"] is not None,
+        error="Only padding_idx=None supported",
+        reason="BackPACK's Embedding extension refuses padding_idx (an error, where Opacus and ExpandedWeights are wrong)",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=("backpack",),
+        layers=("embedding",),
+        precisions=("float64",),
+        when=lambda layer: layer.in_shape[0] > 1,
+        error="expected scalar type (Double but found Float|Float but found Double)",
+        reason=(
+            "BackPACK's Embedding extension mixes float32 into a float64 model's computation on sequences "
+            "longer than one token (float32 works)"
+        ),
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=("backpack",),
+        layers=(
+            "layer_norm",
+            "rms_norm",
+            "group_norm",
+            "instance_norm",
+            "mha",
+            "gru",
+            "dp_rnn",
+            "dp_lstm",
+            "dp_gru",
+            "dp_mha",
+        ),
+        when=lambda layer: layer.kind != "dp_mha" or layer.kwargs["add_bias_kv"],
+        error="returned no gradient for|BatchL2Grad computed nothing for",
+        reason=(
+            "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
+            "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
+            "get no grad_batch / batch_l2, with only a warning"
+        ),
+        torch=">=2.6",
+    ),
+    # Found by the property suite.
+    DrawnFailure(
+        methods=_VMAP_FAMILY + _OPACUS,
+        layers=("rnn", "gru"),
+        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+        reason=(
+            "vmap over nn.RNN and nn.GRU fails on the CPU in every precision (nn.LSTM only in "
+            "float64); Opacus has no grad sampler for them and falls back to the same vmap"
+        ),
+        devices=("cpu",),
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_OPACUS,
+        layers=("mha",),
+        error=r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
+        reason="no grad sampler for nn.MultiheadAttention; Opacus wants its DPMultiheadAttention",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_EXPANDED_WEIGHTS,
+        layers=("mha",),
+        error="Expanded Weights encountered but cannot handle function multi_head_attention_forward",
+        reason="ExpandedWeights has no rule for multi_head_attention_forward",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_EXPANDED_WEIGHTS,
+        layers=("conv_transpose2d",),
+        error="Expanded Weights encountered but cannot handle function conv_transpose2d",
+        reason="ExpandedWeights has no rule for conv_transpose2d",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_EXPANDED_WEIGHTS,
+        layers=("rms_norm",),
+        error="Expanded Weights encountered but cannot handle function rms_norm",
+        reason="ExpandedWeights has no rule for rms_norm (Opacus' hooks have one)",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_EXPANDED_WEIGHTS,
+        layers=("lstm",),
+        precisions=("float32", "tf32"),
+        error="Expanded Weights encountered but cannot handle function (size|mkldnn_rnn_layer)",
+        reason=(
+            "ExpandedWeights has no rule for the float32 nn.LSTM CPU kernel (aten::mkldnn_rnn_layer) "
+            "or, by configuration, the `size` call before it"
+        ),
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_EXPANDED_WEIGHTS,
+        layers=("conv3d",),
+        when=lambda layer: layer.kwargs["dilation"] > 1 and layer.kwargs["groups"] > 1,
+        error=r"dilation=\(\d+, \d+, \d+\) not supported",
+        reason=(
+            "ExpandedWeights' unfold3d raises NotImplementedError for a dilated Conv3d; it takes that path "
+            "for groups > 1 (and for any Conv3d at batch size 32 or more, which the property suite does not draw)"
+        ),
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=("opacus-hooks", "opacus-ew", "expanded-weights"),
+        layers=("embedding",),
+        when=lambda layer: layer.kwargs["padding_idx"] is not None,
+        error=r"differs from the reference: worst at layers\.0\.weight, sample \d+",
+        reason=(
+            "wrong result, not an error: Opacus' embedding grad sampler and ExpandedWeights' embedding "
+            "rule ignore padding_idx, so the padding row gets a non-zero per-sample gradient where "
+            "autograd (and opacus-functorch, vmap) give zero; DP-SGD then trains the padding vector"
+        ),
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=("opacus-hooks",),
+        layers=("layer_norm",),
+        when=lambda layer: not layer.kwargs["bias"],
+        error="'NoneType' object has no attribute 'requires_grad'",
+        reason="Opacus' LayerNorm grad sampler reads layer.bias.requires_grad; LayerNorm(bias=False) has no bias",
+        torch=">=2.6",
+    ),
+    DrawnFailure(
+        methods=_OPACUS + _EXPANDED_WEIGHTS,
+        layers=("dp_mha",),
+        when=lambda layer: layer.kwargs["add_bias_kv"],
+        error=(
+            r"The expanded size of the tensor|Expected all tensors to have the same size in the mapped dimension"
+            r"|cannot handle function repeat"
+        ),
+        reason=(
+            "DPMultiheadAttention(add_bias_kv=True, batch_first=True): Opacus' SequenceBias sampler and "
+            "functorch fallback mis-size the bias_k/bias_v per-sample gradients; ExpandedWeights has no "
+            "rule for the `repeat` that adds them"
+        ),
+        torch=">=2.6",
+    ),
+)

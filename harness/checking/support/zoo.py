@@ -1,0 +1,131 @@
+"""The support matrix for the zoo: which method is expected to fail on which model, and why."""
+
+from __future__ import annotations
+
+from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
+from harness.checking.support.families import OPACUS as _OPACUS
+from harness.checking.support.families import VMAP_FAMILY as _VMAP_FAMILY
+from harness.checking.support.rows import ZooFailure
+
+ZOO_MATRIX: tuple[ZooFailure, ...] = (
+    ZooFailure(
+        methods=(*_OPACUS, "backpack"),
+        models=("resnet18_gn",),
+        error="Output 0 of BackwardHookFunction(Backward)? is a view and is being modified inplace",
+        reason=(
+            "Opacus and BackPACK wrap modules in full backward hooks; torchvision's BasicBlock modifies hooked "
+            "outputs in place (ReLU(inplace=True) and `out += identity` on the GroupNorm output). "
+            "Seen on torch 2.6, 2.14, 2.15; resnet18_gn_noinplace is the same model without them"
+        ),
+        link="https://github.com/pytorch/pytorch/issues/61519",
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=_VMAP_FAMILY + _OPACUS,
+        models=("lstm_text",),
+        precisions=("float64",),
+        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+        reason=(
+            "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
+            "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
+        ),
+        devices=("cpu",),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=_OPACUS,
+        models=("lstm_text",),
+        precisions=("float32", "tf32"),
+        error="only integer tensors of a single element can be converted to an index",
+        reason=(
+            "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
+            "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
+        ),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=_OPACUS,
+        models=("transformer",),
+        error=r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
+        reason=(
+            "Opacus' functorch fallback (no grad sampler for nn.MultiheadAttention) calls the module "
+            "with its first input only; Opacus expects its DPMultiheadAttention"
+        ),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=_EXPANDED_WEIGHTS,
+        models=("transformer",),
+        error="Expanded Weights encountered but cannot handle function multi_head_attention_forward",
+        reason="ExpandedWeights has no rule for multi_head_attention_forward",
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=_OPACUS,
+        models=("bn_eval",),
+        error="Model contains a trainable layer with buffers",
+        reason="Opacus' validation rejects BatchNorm (a trainable layer with buffers), even in eval mode",
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=_EXPANDED_WEIGHTS,
+        models=("bn_eval",),
+        error="Expanded Weights encountered but cannot handle function batch_norm",
+        reason="ExpandedWeights has no rule for batch_norm, even with running statistics",
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=("backpack",),
+        models=("lstm_text",),
+        precisions=("float64",),
+        error="expected scalar type (Double but found Float|Float but found Double)",
+        reason=(
+            "BackPACK's Embedding extension mixes float32 into a float64 model's computation on sequences "
+            "longer than one token (float32 works)"
+        ),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=("backpack",),
+        models=("resnet18_gn_noinplace", "transformer"),
+        error="returned no gradient for|BatchL2Grad computed nothing for",
+        reason=(
+            "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
+            "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
+            "get no grad_batch / batch_l2, with only a warning"
+        ),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=("backpack",),
+        models=("conv1d",),
+        checks=("norms",),
+        precisions=("float64",),
+        error=r"per-sample gradient norms, differs from the reference: worst at \|\|g\|\|",
+        reason=(
+            "wrong result, not an error: BackPACK 1.7.1's BatchL2Grad returns wrong per-sample squared norms for a "
+            "grouped convolution (groups=2 here: the layer's own norm is off by up to 150%, the total by 4.8%), "
+            "while its BatchGrad gradients are right. Float32 passes only because its bound for models with kinks "
+            "(5e-2) is wider than the error"
+        ),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=("vmap",),
+        models=("lstm_text",),
+        checks=("batching-rule",),
+        error=r"no batching rule for aten::mkldnn_rnn_layer",
+        reason="vmap has no batching rule for the CPU (oneDNN) LSTM kernel and loops over samples",
+        devices=("cpu",),
+        torch=">=2.6",
+    ),
+    ZooFailure(
+        methods=("vmap",),
+        models=("transformer",),
+        checks=("batching-rule",),
+        error=r"no batching rule for aten::_scaled_dot_product_flash_attention_for_cpu",
+        reason="vmap has no batching rule for the CPU flash-attention kernel behind scaled_dot_product_attention",
+        devices=("cpu",),
+        torch=">=2.6",
+    ),
+)
