@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness import envcheck
+from harness.core import environment as envcheck
 from harness.core.environment import BrokenEnvironment, check_torch_pair
 
 
