@@ -4,6 +4,12 @@ layers decides."""
 
 from __future__ import annotations
 
+from harness.checking.support.families import (
+    BACKPACK_EMBEDDING_FLOAT64,
+    BACKPACK_NO_EXTENSION,
+    LSTM_OPACUS_FALLBACK,
+    LSTM_VMAP_FLOAT64,
+)
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
 from harness.checking.support.families import VMAP_FAMILY as _VMAP_FAMILY
@@ -11,27 +17,12 @@ from harness.checking.support.rows import DrawnFailure
 
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     DrawnFailure(
-        methods=_VMAP_FAMILY + _OPACUS,
         layers=("lstm",),
-        precisions=("float64",),
-        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
-        reason=(
-            "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
-            "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
-        ),
-        devices=("cpu",),
-        torch=">=2.6",
+        **LSTM_VMAP_FLOAT64,
     ),
     DrawnFailure(
-        methods=_OPACUS,
         layers=("lstm",),
-        precisions=("float32", "tf32"),
-        error="only integer tensors of a single element can be converted to an index",
-        reason=(
-            "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
-            "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
-        ),
-        torch=">=2.6",
+        **LSTM_OPACUS_FALLBACK,
     ),
     # BackPACK. Rows for failures it raises come before the row for
     # parameters it leaves without a result: in a drawn stack the raising layer fails first.
@@ -60,19 +51,11 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         torch=">=2.6",
     ),
     DrawnFailure(
-        methods=("backpack",),
         layers=("embedding",),
-        precisions=("float64",),
         when=lambda layer: layer.in_shape[0] > 1,
-        error="expected scalar type (Double but found Float|Float but found Double)",
-        reason=(
-            "BackPACK's Embedding extension mixes float32 into a float64 model's computation on sequences "
-            "longer than one token (float32 works)"
-        ),
-        torch=">=2.6",
+        **BACKPACK_EMBEDDING_FLOAT64,
     ),
     DrawnFailure(
-        methods=("backpack",),
         layers=(
             "layer_norm",
             "rms_norm",
@@ -86,13 +69,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "dp_mha",
         ),
         when=lambda layer: layer.kind != "dp_mha" or layer.kwargs["add_bias_kv"],
-        error="returned no gradient for|BatchL2Grad computed nothing for",
-        reason=(
-            "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
-            "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
-            "get no grad_batch / batch_l2, with only a warning"
-        ),
-        torch=">=2.6",
+        **BACKPACK_NO_EXTENSION,
     ),
     # Found by the property suite.
     DrawnFailure(

@@ -1,7 +1,57 @@
-"""Groups of methods that fail alike, named once for the rows of the support matrix."""
+"""What rows of the support matrix share: groups of methods that fail alike, and the failures seen
+on zoo models and drawn layers alike (the fields of both rows but the models or layers)."""
+
+from typing import Any
 
 #: Opacus' hook-based paths: grad samples (hooks, functorch fallback), DPOptimizer over them,
 #: and ghost clipping share the wrapping, the validation and the fallbacks, so they fail alike.
 OPACUS = ("opacus-hooks", "opacus-functorch", "opacus-ghost", "opacus-dpoptimizer")
 EXPANDED_WEIGHTS = ("opacus-ew", "expanded-weights")
 VMAP_FAMILY = ("vmap", "vmap-chunked", "vmap-compiled", "functorch")
+
+#: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
+#: but their models or layers (and a drawn row's ``when``).
+LSTM_VMAP_FLOAT64: dict[str, Any] = {
+    "methods": VMAP_FAMILY + OPACUS,
+    "precisions": ("float64",),
+    "error": r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+    "reason": (
+        "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
+        "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
+    ),
+    "devices": ("cpu",),
+    "torch": ">=2.6",
+}
+
+LSTM_OPACUS_FALLBACK: dict[str, Any] = {
+    "methods": OPACUS,
+    "precisions": ("float32", "tf32"),
+    "error": "only integer tensors of a single element can be converted to an index",
+    "reason": (
+        "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
+        "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
+    ),
+    "torch": ">=2.6",
+}
+
+BACKPACK_EMBEDDING_FLOAT64: dict[str, Any] = {
+    "methods": ("backpack",),
+    "precisions": ("float64",),
+    "error": "expected scalar type (Double but found Float|Float but found Double)",
+    "reason": (
+        "BackPACK's Embedding extension mixes float32 into a float64 model's computation on sequences "
+        "longer than one token (float32 works)"
+    ),
+    "torch": ">=2.6",
+}
+
+BACKPACK_NO_EXTENSION: dict[str, Any] = {
+    "methods": ("backpack",),
+    "error": "returned no gradient for|BatchL2Grad computed nothing for",
+    "reason": (
+        "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
+        "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
+        "get no grad_batch / batch_l2, with only a warning"
+    ),
+    "torch": ">=2.6",
+}

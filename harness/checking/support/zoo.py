@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from harness.checking.support.families import (
+    BACKPACK_EMBEDDING_FLOAT64,
+    BACKPACK_NO_EXTENSION,
+    LSTM_OPACUS_FALLBACK,
+    LSTM_VMAP_FLOAT64,
+)
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
-from harness.checking.support.families import VMAP_FAMILY as _VMAP_FAMILY
 from harness.checking.support.rows import ZooFailure
 
 ZOO_MATRIX: tuple[ZooFailure, ...] = (
@@ -20,29 +25,8 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         link="https://github.com/pytorch/pytorch/issues/61519",
         torch=">=2.6",
     ),
-    ZooFailure(
-        methods=_VMAP_FAMILY + _OPACUS,
-        models=("lstm_text",),
-        precisions=("float64",),
-        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
-        reason=(
-            "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
-            "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
-        ),
-        devices=("cpu",),
-        torch=">=2.6",
-    ),
-    ZooFailure(
-        methods=_OPACUS,
-        models=("lstm_text",),
-        precisions=("float32", "tf32"),
-        error="only integer tensors of a single element can be converted to an index",
-        reason=(
-            "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
-            "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
-        ),
-        torch=">=2.6",
-    ),
+    ZooFailure(models=("lstm_text",), **LSTM_VMAP_FLOAT64),
+    ZooFailure(models=("lstm_text",), **LSTM_OPACUS_FALLBACK),
     ZooFailure(
         methods=_OPACUS,
         models=("transformer",),
@@ -74,28 +58,8 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         reason="ExpandedWeights has no rule for batch_norm, even with running statistics",
         torch=">=2.6",
     ),
-    ZooFailure(
-        methods=("backpack",),
-        models=("lstm_text",),
-        precisions=("float64",),
-        error="expected scalar type (Double but found Float|Float but found Double)",
-        reason=(
-            "BackPACK's Embedding extension mixes float32 into a float64 model's computation on sequences "
-            "longer than one token (float32 works)"
-        ),
-        torch=">=2.6",
-    ),
-    ZooFailure(
-        methods=("backpack",),
-        models=("resnet18_gn_noinplace", "transformer"),
-        error="returned no gradient for|BatchL2Grad computed nothing for",
-        reason=(
-            "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
-            "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
-            "get no grad_batch / batch_l2, with only a warning"
-        ),
-        torch=">=2.6",
-    ),
+    ZooFailure(models=("lstm_text",), **BACKPACK_EMBEDDING_FLOAT64),
+    ZooFailure(models=("resnet18_gn_noinplace", "transformer"), **BACKPACK_NO_EXTENSION),
     ZooFailure(
         methods=("backpack",),
         models=("conv1d",),
