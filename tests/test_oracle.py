@@ -6,4 +6,6 @@ from harness.pytest_plugin import parametrize
 
 @parametrize("oracle")
 def test_matches_oracle(trial, record_property):
-    record_property("max_rel_err", check_against_oracle(trial).max_rel_err)
+    comparison = check_against_oracle(trial)
+    record_property("max_rel_err", comparison.max_rel_err)
+    record_property("max_projection", abs(comparison.projection.c))

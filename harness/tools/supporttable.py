@@ -50,10 +50,11 @@ def _entry(method: str, model: str, notes: dict[ExpectedFailure, int]) -> str:
     refs = ",".join(str(notes.setdefault(row, len(notes) + 1)) for row in dict.fromkeys(failing.values()))
     if len(failing) == len(quantities) * len(TABLE_PRECISIONS):
         return f"✗ [{refs}]"
-    what = []
+    everywhere = [q for q in quantities if all((q, p) in failing for p in TABLE_PRECISIONS)]
+    what = ["/".join(everywhere)] if everywhere else []
     for precision in TABLE_PRECISIONS:
-        failed = [q for q in quantities if (q, precision) in failing]
-        if failed == quantities:
+        failed = [q for q in quantities if (q, precision) in failing and q not in everywhere]
+        if failed and failed == [q for q in quantities if q not in everywhere]:
             what.append(precision)
         elif failed:
             what.append(f"{'/'.join(failed)} {precision}")

@@ -4,7 +4,8 @@
 
 runs every CPU trial of the default grid of a quantity (``grads``: the oracle grid; ``norms``,
 ``clipped``: theirs), skipping support-matrix failures, for each seed and prints, per precision,
-model numerics and method, the worst norm-wise relative error seen and where.
+model numerics and method, the worst norm-wise relative error seen and where, and the worst
+projection of the error onto the reference (``|<g - g*, g*> / <g*, g*>|``, per parameter over the batch).
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ from harness.reference.oracle import oracle
 _NO_BOUND = Tolerance(rtol=1.0, atol=0.0)
 
 
-def measure(seeds: int, check: str = "grads") -> dict[tuple[str, str, str], tuple[float, str]]:
-    """Worst relative error per (precision, model numerics, method), with the trial it came from."""
+Worst = dict[tuple[str, str, str], tuple[float, str]]
+
+
+def measure(seeds: int, check: str = "grads") -> tuple[Worst, Worst]:
+    """Worst relative error, and worst projection along the reference, per (precision, model
+    numerics, method), each with the trial it came from."""
     quantity = QUANTITIES[check]
-    worst: dict[tuple[str, str, str], tuple[float, str]] = defaultdict(lambda: (0.0, ""))
+    worst: Worst = defaultdict(lambda: (0.0, ""))
+    leaning: Worst = defaultdict(lambda: (0.0, ""))
     trials = oracle_trials() if check == "grads" else quantity_trials(check)
     for trial in trials:
         if trial.device != "cpu" or trial.slow or trial.expected is not None:
@@ -47,11 +53,13 @@ def measure(seeds: int, check: str = "grads") -> dict[tuple[str, str, str], tupl
                 continue
             eps = clip_eps(trial.method) if check in gives_itself(trial.method) else 0.0
             reference = quantity.reference(grads, case, eps)
-            rel = distance(quantity.per_sample(result), quantity.per_sample(reference), _NO_BOUND).max_rel_err
+            found = distance(quantity.per_sample(result), quantity.per_sample(reference), _NO_BOUND)
             key = (trial.precision, MODELS[trial.model].numerics, trial.method)
-            if rel > worst[key][0]:
-                worst[key] = (rel, f"{trial.id} seed {seed}")
-    return dict(worst)
+            if found.max_rel_err > worst[key][0]:
+                worst[key] = (found.max_rel_err, f"{trial.id} seed {seed}")
+            if abs(found.projection.c) > leaning[key][0]:
+                leaning[key] = (abs(found.projection.c), f"{trial.id} seed {seed} {found.projection.param}")
+    return dict(worst), dict(leaning)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,9 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    rows = sorted(measure(args.seeds, args.check).items())
+    worst, leaning = measure(args.seeds, args.check)
     print(f"torch {torch.__version__}, {args.check}, {args.seeds} seed(s) per trial, {torch.get_num_threads()} thread(s)")
-    print(f"{'precision':9} {'models':11} {'method':18} {'worst rel':>10}  where")
-    for (precision, kind, method), (rel, where) in rows:
-        print(f"{precision:9} {kind:11} {method:18} {rel:10.2e}  {where}")
+    print(f"{'precision':9} {'models':11} {'method':18} {'worst rel':>10} {'along':>9}  where (rel; along)")
+    for key, (rel, where) in sorted(worst.items()):
+        precision, kind, method = key
+        along, where_along = leaning.get(key, (0.0, ""))
+        print(f"{precision:9} {kind:11} {method:18} {rel:10.2e} {along:9.2e}  {where}; {where_along}")
     return 0

@@ -64,13 +64,12 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         methods=("backpack",),
         models=("conv1d",),
         checks=("norms",),
-        precisions=("float64",),
-        error=r"per-sample gradient norms, differs from the reference: worst at \|\|g\|\|",
+        error=r"per-sample gradient norms, differs from the reference(: worst at| along it: at) \|\|g\|\|",
         reason=(
             "wrong result, not an error: BackPACK 1.7.1's BatchL2Grad returns wrong per-sample squared norms for a "
             "grouped convolution (groups=2 here: the layer's own norm is off by up to 150%, the total by 4.8%), "
-            "while its BatchGrad gradients are right. Float32 passes only because its bound for models with kinks "
-            "(5e-2) is wider than the error"
+            "while its BatchGrad gradients are right. In float32 the norm-wise bound for models with kinks (5e-2) "
+            "is wider than the error, and the check along the reference catches it (the norms lean 2.8% along)"
         ),
         torch=">=2.6",
     ),
