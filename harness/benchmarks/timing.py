@@ -42,7 +42,7 @@ ROUNDS = 20
 
 def _batched_step(case: Case) -> None:
     case.model.zero_grad(set_to_none=True)
-    with precision_mode(case.precision):
+    with precision_mode(case.precision, case.device.type):
         case.loss_fn(case.model(case.inputs), case.targets).backward()
     case.model.zero_grad(set_to_none=True)
 

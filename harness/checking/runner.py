@@ -27,7 +27,7 @@ def _call(fn: Callable[[Case], Any], case: Case, where: str) -> Any:
     """Call ``fn`` on ``case`` in its precision mode; the model must come out unchanged."""
     __tracebackhide__ = True
     before = ModelState.of(case.model)
-    with precision_mode(case.precision):
+    with precision_mode(case.precision, case.device.type):
         try:
             result = fn(case)
         except MethodUnavailable as exc:
@@ -75,7 +75,7 @@ def timed_call(method: str, quantity: str, case: Case) -> Callable[[], Any]:
     run(method, quantity if own is not None else "grads", case)
 
     def call() -> Any:
-        with precision_mode(case.precision):
+        with precision_mode(case.precision, case.device.type):
             return fn(case)
 
     return call

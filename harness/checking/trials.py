@@ -162,6 +162,8 @@ def quantity_trials(quantity: str) -> Iterator[Trial]:
         if batch_size is None:
             continue
         for precision in PRECISIONS:
+            if PRECISIONS[precision].zoo_gradients_only:
+                continue
             reductions = ("mean", "sum") if precision == "float64" else ("mean",)
             for device in devices_for(precision):
                 for reduction in reductions:
@@ -188,6 +190,8 @@ def property_trials() -> Iterator[PropertyTrial]:
 
     for layer in LAYER_STRATEGIES:
         for precision in PRECISIONS:
+            if PRECISIONS[precision].zoo_gradients_only:
+                continue
             for device in devices_for(precision):
                 for method in METHODS:
                     if method not in HEAVY_METHODS:

@@ -1,7 +1,7 @@
-"""Precision modes: the dtype a case runs in and the TF32 switches it runs under.
+"""Precision modes: the dtype a case runs in, the TF32 switches and the autocast it runs under.
 
 Every correctness case states its mode; none inherits TF32 (on by default for CUDA
-convolutions) by accident.
+convolutions) or autocast by accident.
 """
 
 from __future__ import annotations
@@ -15,12 +15,20 @@ import torch
 
 @dataclass(frozen=True)
 class Precision:
-    """A named precision mode: the case's dtype and whether TF32 is allowed."""
+    """A named precision mode: the case's dtype, whether TF32 is allowed, and the dtype autocast
+    runs the method in (None: no autocast). Modes under autocast check the zoo's per-sample
+    gradients only (``zoo_gradients_only``): their bounds were measured there."""
 
     name: str
     dtype: torch.dtype
     tf32: bool = False
     devices: tuple[str, ...] = ("cpu", "cuda")
+    autocast: torch.dtype | None = None
+
+    @property
+    def zoo_gradients_only(self) -> bool:
+        """Whether this mode checks only the zoo's per-sample gradients (no drawn layers, norms or clipped step)."""
+        return self.autocast is not None
 
 
 PRECISIONS: dict[str, Precision] = {
@@ -29,6 +37,7 @@ PRECISIONS: dict[str, Precision] = {
         Precision("float64", torch.float64),
         Precision("float32", torch.float32),
         Precision("tf32", torch.float32, tf32=True, devices=("cuda",)),
+        Precision("bf16", torch.float32, autocast=torch.bfloat16),
     )
 }
 
@@ -53,11 +62,18 @@ def set_tf32(matmul: bool, cudnn: bool) -> None:
 
 
 @contextlib.contextmanager
-def precision_mode(precision: Precision) -> Iterator[Precision]:
-    """Run the body with TF32 on or off as ``precision`` says, then restore the switches."""
+def precision_mode(precision: Precision, device: str = "cpu") -> Iterator[Precision]:
+    """Run the body with TF32 on or off, and under autocast on ``device`` or not, as ``precision``
+    says; then restore the switches."""
     saved = tf32_flags()
     set_tf32(precision.tf32, precision.tf32)
+    autocast = (
+        torch.autocast(device_type=device, dtype=precision.autocast)
+        if precision.autocast is not None
+        else contextlib.nullcontext()
+    )
     try:
-        yield precision
+        with autocast:
+            yield precision
     finally:
         set_tf32(*saved)

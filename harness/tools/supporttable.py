@@ -22,7 +22,7 @@ from harness.quantities import QUANTITIES
 
 BEGIN, END = "<!-- support-table -->", "<!-- /support-table -->"
 #: The precisions the table shows (the CPU's).
-TABLE_PRECISIONS = ("float64", "float32")
+TABLE_PRECISIONS = ("float64", "float32", "bf16")
 
 
 def _gives(method: str) -> str:

@@ -33,15 +33,17 @@ _NO_BOUND = Tolerance(rtol=1.0, atol=0.0)
 Worst = dict[tuple[str, str, str], tuple[float, str]]
 
 
-def measure(seeds: int, check: str = "grads") -> tuple[Worst, Worst]:
+def measure(seeds: int, check: str = "grads", precisions: Sequence[str] = ()) -> tuple[Worst, Worst]:
     """Worst relative error, and worst projection along the reference, per (precision, model
-    numerics, method), each with the trial it came from."""
+    numerics, method), each with the trial it came from; ``precisions`` limits the trials (all by default)."""
     quantity = QUANTITIES[check]
     worst: Worst = defaultdict(lambda: (0.0, ""))
     leaning: Worst = defaultdict(lambda: (0.0, ""))
     trials = oracle_trials() if check == "grads" else quantity_trials(check)
     for trial in trials:
         if trial.device != "cpu" or trial.slow or trial.expected is not None:
+            continue
+        if precisions and trial.precision not in precisions:
             continue
         for seed in range(seeds):
             case = build_case(trial.model, trial.batch_size, trial.precision, trial.device, trial.loss_reduction, seed)
@@ -67,10 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness measure-tolerances", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
     parser.add_argument("--check", choices=list(QUANTITIES), default="grads", help="the quantity to measure (default grads)")
+    parser.add_argument("--precision", action="append", default=[], help="only this precision (repeatable; default all)")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    worst, leaning = measure(args.seeds, args.check)
+    worst, leaning = measure(args.seeds, args.check, args.precision)
     print(f"torch {torch.__version__}, {args.check}, {args.seeds} seed(s) per trial, {torch.get_num_threads()} thread(s)")
     print(f"{'precision':9} {'models':11} {'method':18} {'worst rel':>10} {'along':>9}  where (rel; along)")
     for key, (rel, where) in sorted(worst.items()):

@@ -1,6 +1,6 @@
 """Float32 checks have teeth: an error of 1% that only float32 has is caught on every zoo model,
 those with ReLU and max-pool kinks included (where the norm-wise bound is 5%), by the check of
-the error along the reference."""
+the error along the reference. The bfloat16 tier (autocast) catches gross errors."""
 
 from __future__ import annotations
 
@@ -60,3 +60,25 @@ def test_backpacks_grouped_convolution_norms_are_caught_in_float32_too():
     assert "backpack" in BUILT_IN
     with pytest.raises(ToleranceError, match=r"per-sample gradient norms, differs from the reference along it: at \|\|g\|\|"):
         check_against_oracle(Trial("conv1d", 7, "float32", "cpu", "backpack", check="norms"))
+
+
+@pytest.mark.parametrize("model, batch_size", ZOO, ids=[name for name, _ in ZOO])
+def test_bf16_catches_per_sample_gradients_divided_by_the_batch_size_on_every_zoo_model(method, model, batch_size):
+    """The mistake of a method that forgets to undo a mean reduction, under autocast to bfloat16."""
+    loop = get_method("loop")
+    method(lambda case: {k: v / case.batch_size for k, v in loop(case).items()})
+    with pytest.raises(ToleranceError, match="differs from the reference"):
+        check_against_oracle(Trial(model, batch_size, "bf16", "cpu", "selftest"))
+
+
+def test_bf16_runs_the_method_under_autocast(method):
+    seen = []
+
+    def spy(case):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return get_method("loop")(case)
+
+    method(spy)
+    check_against_oracle(Trial("mlp", 7, "bf16", "cpu", "selftest"))
+    assert seen == [(True, torch.bfloat16)]
+    assert not torch.is_autocast_enabled("cpu")

@@ -35,9 +35,9 @@ def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_registered_method_runs_and_appears_in_test_ids(tmp_path):
     proc = run_pytest(tmp_path, "tests/test_oracle.py", "-k", "cpu and mlp-B7-my-method")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for precision in ("float64", "float32"):
+    for precision in ("float64", "float32", "bf16"):
         assert f"test_matches_oracle[cpu-{precision}-mlp-B7-my-method] PASSED" in proc.stdout
-    assert "2 passed" in proc.stdout
+    assert "3 passed" in proc.stdout
 
 
 def test_wrong_registered_method_fails_with_a_readable_message(tmp_path):

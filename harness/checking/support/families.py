@@ -25,7 +25,7 @@ LSTM_VMAP_FLOAT64: dict[str, Any] = {
 
 LSTM_OPACUS_FALLBACK: dict[str, Any] = {
     "methods": OPACUS,
-    "precisions": ("float32", "tf32"),
+    "precisions": ("float32", "tf32", "bf16"),
     "error": "only integer tensors of a single element can be converted to an index",
     "reason": (
         "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
