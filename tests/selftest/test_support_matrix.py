@@ -70,7 +70,9 @@ def test_version_range_uses_the_release_not_the_local_label():
 @pytest.mark.parametrize("precision", list(PRECISIONS))
 def test_tolerance_table_has_a_documented_row_for_every_precision(precision, numerics):
     tol = tolerance_for(precision, numerics)
-    assert 0 < tol.rtol < 1 and tol.atol >= 0 and tol.reason
+    assert tol.rtol > 0 and tol.atol >= 0 and tol.reason
+    zeros_fail = tol.rtol < 1 or (tol.direction is not None and tol.direction < 1)
+    assert zeros_fail, "a result of zeros (relative error 1, -1 along the reference) must fail every row"
 
 
 def test_tolerance_rows_order_float64_strictest():
