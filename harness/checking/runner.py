@@ -56,12 +56,6 @@ def run(method: str, quantity: str, case: Case) -> Any:
     return q.validate(_call(own, case, where), case, where)
 
 
-def run_method(method: str, case: Case) -> dict:
-    """``method``'s checked per-sample gradients on ``case`` (``run(method, "grads", case)``)."""
-    __tracebackhide__ = True
-    return run(method, "grads", case)
-
-
 def timed_call(method: str, quantity: str, case: Case) -> Callable[[], Any]:
     """What a benchmark times: ``method``'s own ``quantity`` (its gradients where it derives it),
     called as :func:`run` calls it, in the case's precision mode.
