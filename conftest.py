@@ -1,19 +1,19 @@
-"""Top-level pytest configuration: the harness plugin (markers, grids, global state) and the
-Hypothesis profiles of the property suite, chosen with ``--hypothesis-profile``."""
+"""This repository's pytest configuration. The harness's plugin (markers, options, grids,
+Hypothesis profiles, warning filters) is not loaded from here but through the ``pytest11``
+entry point of the installed package, as in any project that installs it: a checkout that was
+not installed stops here with the command that fixes it."""
 
-from hypothesis import HealthCheck, settings
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
-pytest_plugins = ("harness.pytest_plugin",)
+import pytest
 
-_COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-
-#: The default, on every machine: the same few examples on every run, nothing written to the
-#: example database. Fresh draws would make a property test's verdict (passed, or xfailed because
-#: every drawn example hit a support-matrix row) differ from one run to the next.
-settings.register_profile("ci", derandomize=True, max_examples=5, database=None, **_COMMON)
-#: Exploring: fresh random examples each run; failures are remembered in .hypothesis/.
-settings.register_profile("dev", max_examples=5, **_COMMON)
-#: Nightly: hundreds of fresh examples per layer strategy, method and precision.
-settings.register_profile("nightly", max_examples=300, **_COMMON)
-
-settings.load_profile("ci")
+try:
+    version("psg-harness")
+    _PLUGIN = any(ep.value == "harness.pytest_plugin" for ep in entry_points(group="pytest11"))
+except PackageNotFoundError:
+    _PLUGIN = False
+if not _PLUGIN:
+    raise pytest.UsageError(
+        "psg-harness is not installed in this environment (its pytest plugin loads through the package's "
+        "entry point): python -m pip install -e . -c constraints/torch-2.14.txt"
+    )

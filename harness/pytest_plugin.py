@@ -1,8 +1,12 @@
-"""pytest plugin: markers, parametrization over the harness's grids, selection, xdist and global state.
+"""pytest plugin: markers, options, parametrization over the harness's grids, selection, xdist,
+warning filters, Hypothesis profiles and global state.
 
-Loaded by the top-level ``conftest.py``. Test modules parametrize with :func:`parametrize` when
-they are collected, after plugins given with ``-p`` have registered their methods, so those run
-through every grid.
+Loaded through the ``pytest11`` entry point wherever the package is installed (``-p
+no:psg_harness`` turns it off). It acts on *harness items* only (:func:`is_harness_item`: the
+installed suite's tests and any test parametrized over the harness's trials), so a project's
+own tests keep their RNG, warnings, Hypothesis profile and ``slow`` marker as they were. Test
+modules parametrize with :func:`parametrize` when they are collected, after plugins given with
+``-p`` have registered their methods, so those run through every grid.
 """
 
 from __future__ import annotations
@@ -10,24 +14,74 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from _pytest.mark.structures import ParameterSet
 
 from harness.benchmarks.cases import BenchmarkTrial
+from harness.benchmarks.records import BATCHED
+from harness.checking.checks import checks_of
+from harness.checking.profiles import use_profile
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
-from harness.core.errors import HarnessError, MethodUnavailable
+from harness.core.errors import EveryExampleExpected, HarnessError, MethodUnavailable
 from harness.core.precision import set_tf32, tf32_flags
+from harness.methods import registered
 
 MARKERS = {
     "cuda": "runs on a CUDA device (skipped with a reason where there is none)",
     "slow": "heavy case (big model or batch); left out unless -m selects slow",
+    "psg": "a harness test: the harness's warning filters and fresh torch state apply to it",
 }
-#: Markers whose items run only when the ``-m`` expression names them (``benchmark`` is
+#: Markers whose harness items run only when the ``-m`` expression names them (``benchmark`` is
 #: pytest-benchmark's own marker: the timing suite wants a quiet machine, not the default run).
 OPT_IN = ("slow", "benchmark")
+#: Methods every ``--psg-methods`` selection keeps: the references a method's figures are read
+#: against (the loop of the seeds; the benchmarks' plain batched step).
+REFERENCES = ("loop", BATCHED)
+#: Warnings the libraries under test give on every call, ignored in harness items only.
+WARNING_FILTERS = (
+    "ignore:Full backward hook is firing when gradients are computed with respect to module outputs:UserWarning",
+    "ignore:.*functorch.*deprecated:UserWarning",
+    "ignore:.*make_functional.*:FutureWarning",
+    # vmap's slow-path fallbacks are reported by test_vmap_has_batching_rules, which turns them into errors
+    "ignore:There is a performance drop because we have not yet implemented the batching rule:UserWarning",
+    # Opacus' functorch mode enters CPU autocast for float32/float64, which torch declines with this notice
+    "ignore:In CPU autocast, but the target dtype is not supported:UserWarning",
+    # BackPACK warns for every module it has no extension for (containers included); a parameter it
+    # left without a result is reported by the harness as "returned no gradient for ..."
+    "ignore:Extension saving to .* does not have an extension for Module:UserWarning",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("psg-harness", "per-sample-gradient harness")
+    group.addoption(
+        "--psg-methods",
+        metavar="NAMES",
+        help="comma-separated methods to run the harness's checks and benchmarks on (the references "
+        f"{', '.join(REFERENCES)} always run); default: every registered method",
+    )
+    group.addoption(
+        "--baselines",
+        metavar="DIR",
+        help="where benchmark runs are stored (--benchmark-autosave, --benchmark-compare) and found: "
+        "DIR/<machine class>-torch-<version>/; default: baselines/ under the rootdir",
+    )
+
+
+def _trial(item: pytest.Item) -> Trial | PropertyTrial | None:
+    callspec = getattr(item, "callspec", None)
+    trial = callspec.params.get("trial") if callspec is not None else None
+    return trial if isinstance(trial, Trial | PropertyTrial) else None
+
+
+def is_harness_item(item: pytest.Item) -> bool:
+    """A test of the installed suite, one parametrized over the harness's trials, or one marked ``psg``."""
+    module = getattr(getattr(item, "module", None), "__name__", "")
+    return module.startswith("harness.") or _trial(item) is not None or item.get_closest_marker("psg") is not None
 
 
 def selects_benchmarks(expression: str) -> bool:
@@ -80,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _share_the_machine_with_the_other_workers()
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    use_profile(config.getoption("hypothesis_profile", None))
     if hasattr(config.option, "benchmark_save_data"):
         # before pytest-benchmark reads its options: keep raw rounds (the compare step tests
         # them), and store runs per machine class and torch version under baselines/ (its
@@ -88,11 +143,34 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.benchmark_storage == "file://./.benchmarks":
             from harness.benchmarks.timing import storage_name
 
-            config.option.benchmark_storage = f"file://{config.rootpath / 'baselines' / storage_name()}"
+            folder = Path(config.getoption("baselines") or config.rootpath / "baselines") / storage_name()
+            config.option.benchmark_storage = f"file://{folder.resolve()}"
+            # pytest-benchmark creates its storage folder in every run; one that stays empty is removed
+            config.stash[_NEW_FOLDERS] = _missing_parents(folder)
         if config.option.benchmark_json is not None:
             # pytest-benchmark opens it only after the last benchmark: a missing folder would
             # lose the whole run to a FileNotFoundError at the end
             config.option.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
+
+
+_NEW_FOLDERS = pytest.StashKey[list[Path]]()
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the storage folders this run created and left empty (a run without benchmarks)."""
+    for folder in config.stash.get(_NEW_FOLDERS, []):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -136,44 +214,108 @@ def _grid(name: str) -> Iterable[Trial | PropertyTrial]:
     return GRIDS[name]()
 
 
-def parametrize(grid: str) -> pytest.MarkDecorator:
+def parametrize(grid: str, methods: Iterable[str] | None = None) -> pytest.MarkDecorator:
     """Parametrize a test's ``trial`` argument over a grid of the harness (``oracle``, ``sum``,
     ``batching-rule``, ``norms``, ``clipped``, ``property``, ``benchmark``), with every
-    registered method, third-party ones included::
+    registered method (third-party ones included) or only ``methods``::
 
         @parametrize("oracle")
         def test_matches_oracle(trial): ...
     """
-    return pytest.mark.parametrize("trial", [_param(trial) for trial in _grid(grid)])
+    chosen = None if methods is None else set(methods)
+    trials = [trial for trial in _grid(grid) if chosen is None or trial.method in chosen]
+    return pytest.mark.parametrize("trial", [_param(trial) for trial in trials])
+
+
+def parametrize_with_checks(methods: Iterable[str], grids: Iterable[str] | None = None) -> pytest.MarkDecorator:
+    """Parametrize a test in a project's own test file over every check of the harness for its
+    methods (registered before the decorator runs), with the support matrix's expected failures
+    as strict xfails; the test calls ``check(trial)``::
+
+        register_method("my-method", my_method)
+
+        @parametrize_with_checks(["my-method"])
+        def test_my_method(trial, check):
+            check(trial)
+    """
+    selected = list(checks_of(methods=set(methods), grids=None if grids is None else set(grids)))
+    if not selected:
+        raise ValueError(f"no harness checks for methods {sorted(methods)}: are they registered?")
+    return pytest.mark.parametrize(
+        ("trial", "check"),
+        [pytest.param(trial, check, id=f"{grid}-{trial.id}", marks=_param(trial).marks) for grid, trial, check in selected],
+    )
+
+
+@pytest.fixture
+def psg_record(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """``psg_record(name, value)``: a property of the test into the JUnit XML, as ``record_property``
+    does, without its warning under a project's ``junit_family = xunit2``."""
+
+    def record(name: str, value: object) -> None:
+        request.node.user_properties.append((name, value))
+
+    return record
 
 
 @pytest.fixture(autouse=True)
 def _record_trial(request: pytest.FixtureRequest) -> None:
     """A parametrized trial's fields into the JUnit XML (``trial_model``, ...): the scorecard reads them."""
-    callspec = getattr(request.node, "callspec", None)
-    trial = callspec.params.get("trial") if callspec is not None else None
-    if isinstance(trial, Trial | PropertyTrial):
+    trial = _trial(request.node)
+    if trial is not None:
         for name, value in trial.fields().items():
             request.node.user_properties.append((f"trial_{name}", value))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A method that cannot run here (``MethodUnavailable``) skips its test, with the reason."""
+    """A method that cannot run here (``MethodUnavailable``) skips its test, with the reason; a
+    property test whose every drawn example failed as the support matrix expects is an XFAIL."""
     try:
         return (yield)
     except MethodUnavailable as exc:
         pytest.skip(str(exc))
+    except EveryExampleExpected as exc:
+        pytest.xfail(str(exc))
+
+
+def _selected_methods(config: pytest.Config) -> set[str] | None:
+    """The methods ``--psg-methods`` names, checked against the registry (a plugin's included)."""
+    option = config.getoption("psg_methods")
+    if option is None:
+        return None
+    names = {name.strip() for name in option.split(",") if name.strip()}
+    unknown = sorted(names - set(registered()) - set(REFERENCES))
+    if unknown or not names:
+        raise pytest.UsageError(
+            f"--psg-methods: unknown methods {unknown or option!r}; registered: {', '.join(registered())} "
+            "(a plugin's methods need -p MODULE)"
+        )
+    return names | set(REFERENCES)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave ``slow`` and ``benchmark`` items out unless the ``-m`` expression names them."""
+    """Give harness items their warning filters; leave out ``slow`` and ``benchmark`` harness items
+    unless the ``-m`` expression names them, and under ``--psg-methods`` every harness item but
+    those of the named methods and the references (the batching-rule trials are vmap's; the
+    seeds' claims, about built-in methods, are left out)."""
     expression = config.getoption("markexpr") or ""
     left_out = [name for name in OPT_IN if not re.search(rf"\b{name}\b", expression)]
-    dropped = [item for item in items if any(item.get_closest_marker(name) for name in left_out)]
+    methods = _selected_methods(config)
+    dropped = []
+    for item in items:
+        if not is_harness_item(item):
+            continue
+        trial = _trial(item)
+        if any(item.get_closest_marker(name) for name in left_out) or (
+            methods is not None and (trial is None or (trial.method or "vmap") not in methods)
+        ):
+            dropped.append(item)
+        for line in WARNING_FILTERS:
+            item.add_marker(pytest.mark.filterwarnings(line), append=False)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in dropped]
+        items[:] = [item for item in items if item not in set(dropped)]
 
 
 @contextlib.contextmanager
@@ -220,7 +362,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _global_torch_state() -> Iterator[None]:
-    """Every test starts from seed 0 and leaves torch's global state as it found it."""
+def _global_torch_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every harness item starts from seed 0 and leaves torch's global state as it found it."""
+    if not is_harness_item(request.node):
+        yield
+        return
     with restored_global_state():
         yield

@@ -1,14 +1,24 @@
-"""Fixtures shared by the self-tests of the harness."""
+"""Fixtures shared by the self-tests of the harness; every self-test is a harness item (``psg``)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from harness import register_method
 from harness.methods import unregister_method
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The self-tests run with the harness's warning filters and fresh torch state, as the suite does."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.psg)
 
 
 @pytest.fixture

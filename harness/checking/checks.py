@@ -7,15 +7,24 @@ import contextlib
 import re
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from hypothesis import given, seed, settings
 
+from harness.checking.profiles import active_profile
 from harness.checking.runner import describe, run
 from harness.checking.support import ExpectedFailure, expected_failure_drawn
-from harness.checking.trials import PropertyTrial, Trial
+from harness.checking.trials import GRIDS, PropertyTrial, Trial
 from harness.core.distance import Comparison, assert_close
-from harness.core.errors import BatchingRuleFallback, HarnessError, MethodFailed, UnexpectedFailure, UnexpectedPass
+from harness.core.errors import (
+    BatchingRuleFallback,
+    EveryExampleExpected,
+    HarnessError,
+    MethodFailed,
+    MethodUnavailable,
+    UnexpectedFailure,
+    UnexpectedPass,
+)
 from harness.core.tolerances import Tolerance, tolerance_for
 from harness.methods import clip_eps, gives_itself
 from harness.problems.build import build_case
@@ -94,31 +103,58 @@ def check_drawn(problem: Problem, method: str, precision: str, device: str = "cp
     return None
 
 
-def check_property(trial: PropertyTrial, min_examples: int = 0) -> list[ExpectedFailure | None]:
-    """Check problems drawn for the trial's layer strategy under the active Hypothesis profile.
+#: What one drawn example came to: None (passed), the support-matrix row it failed by, or the
+#: reason the method cannot run it (``MethodUnavailable``, for this example only).
+ExampleOutcome = ExpectedFailure | MethodUnavailable | None
+
+
+def check_property(trial: PropertyTrial, min_examples: int = 0) -> list[ExampleOutcome]:
+    """Check problems drawn for the trial's layer strategy under the harness's Hypothesis profile
+    (``psg-ci`` unless the run chose another, see :mod:`harness.checking.profiles`).
 
     ``min_examples`` raises the profile's ``max_examples`` where a caller needs more draws.
 
-    Returns, per example, the support-matrix row it failed by (None where it passed). A
-    failure is raised with the shrunk ``Problem(...)`` in its notes, as Hypothesis prints it.
+    Returns, per example, what it came to (:data:`ExampleOutcome`): a method that cannot run one
+    drawn configuration (``MethodUnavailable``) is judged on the others. A failure is raised with
+    the shrunk ``Problem(...)`` in its notes, as Hypothesis prints it.
 
-    Under a derandomized profile (the default ``ci``) the draws start from a seed of the layer
+    Under a derandomized profile (the default) the draws start from a seed of the layer
     strategy's name, the same for every method and precision, and not from Hypothesis' digest of
     this function's source: a change to this code must not change what the default run draws.
     """
     __tracebackhide__ = True
-    outcomes: list[ExpectedFailure | None] = []
+    outcomes: list[ExampleOutcome] = []
+    profile = active_profile()
 
     @given(problem=problems(LAYER_STRATEGIES[trial.layer]))
     def check(problem: Problem) -> None:
-        outcomes.append(check_drawn(problem, trial.method, trial.precision, trial.device))
+        try:
+            outcomes.append(check_drawn(problem, trial.method, trial.precision, trial.device))
+        except MethodUnavailable as exc:
+            outcomes.append(exc)
 
-    if min_examples > settings.default.max_examples:
-        check = settings(max_examples=min_examples)(check)
-    if settings.default.derandomize:
+    check = settings(profile, max_examples=max(min_examples, profile.max_examples))(check)
+    if profile.derandomize:
         check = seed(zlib.crc32(trial.layer.encode()))(check)
     check()
     return outcomes
+
+
+def check_property_trial(trial: PropertyTrial) -> None:
+    """The property test's verdict: passes if some drawn example passed.
+
+    Raises :class:`EveryExampleExpected` (an expected failure) where every example the method
+    could run failed as the support matrix expects, and :class:`MethodUnavailable` where it could
+    run none.
+    """
+    __tracebackhide__ = True
+    outcomes = check_property(trial)
+    if None in outcomes or not outcomes:
+        return
+    rows = sorted({row.describe() for row in outcomes if isinstance(row, ExpectedFailure)})
+    if rows:
+        raise EveryExampleExpected(f"every drawn example failed as the support matrix expects: {'; '.join(rows)}")
+    raise MethodUnavailable(f"{trial.method} could run none of the {len(outcomes)} drawn {trial.layer} examples: {outcomes[0]}")
 
 
 def check_sum(trial: Trial) -> Comparison:
@@ -154,3 +190,31 @@ def check_batching_rules(trial: Trial) -> None:
             ) from None
         finally:
             _set_vmap_fallback_warning_enabled(False)
+
+
+#: The check each grid's trials run (the suite's test modules and :func:`harness.check_method`
+#: both take them from here).
+CHECK_OF_GRID: dict[str, Callable[[Trial | PropertyTrial], object]] = {
+    "oracle": check_against_oracle,
+    "sum": check_sum,
+    "batching-rule": check_batching_rules,
+    "norms": check_against_oracle,
+    "clipped": check_against_oracle,
+    "property": check_property_trial,
+}
+
+
+def checks_of(
+    methods: Collection[str] | None = None, grids: Collection[str] | None = None
+) -> Iterator[tuple[str, Trial | PropertyTrial, Callable[[Trial | PropertyTrial], object]]]:
+    """Every (grid, trial, check) of the correctness suite, for the named methods (default: all,
+    and the model-only batching-rule trials) and grids (default: all)."""
+    unknown = sorted(set(grids or ()) - set(GRIDS))
+    if unknown:
+        raise ValueError(f"unknown grids {unknown}; known: {', '.join(GRIDS)}")
+    for grid, trials in GRIDS.items():
+        if grids is not None and grid not in grids:
+            continue
+        for trial in trials():
+            if methods is None or trial.method in methods:
+                yield grid, trial, CHECK_OF_GRID[grid]

@@ -25,6 +25,11 @@ class MethodUnavailable(Exception):
     """The method cannot run in this environment (for example, a missing package); the test is skipped."""
 
 
+class EveryExampleExpected(Exception):
+    """Every drawn example of a property test failed as the support matrix expects: the test is
+    an expected failure (the pytest plugin shows it as XFAIL with the rows' reasons)."""
+
+
 class BatchingRuleFallback(HarnessError):
     """vmap fell back to the slow per-sample path for an operator with no batching rule."""
 

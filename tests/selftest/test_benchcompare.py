@@ -249,7 +249,7 @@ def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(t
     out = tmp_path / "results" / "bench" / "bench-1.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-m", "benchmark", "-k", "cpu-float32-mlp-B32-batched",
-         f"--benchmark-json={out}", "tests/test_benchmarks.py"],
+         f"--benchmark-json={out}", "harness/suite/test_benchmarks.py"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], env=subprocess_env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

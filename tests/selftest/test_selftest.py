@@ -14,6 +14,7 @@ from harness import (
     MethodFailed,
     MethodLeftState,
     MethodOutputError,
+    MethodUnavailable,
     ModelSpec,
     ToleranceError,
     get_method,
@@ -24,6 +25,7 @@ from harness.checking.checks import as_expected, check_against_oracle
 from harness.checking.support import ZooFailure
 from harness.checking.trials import Trial
 from harness.core.errors import UnexpectedFailure
+from harness.methods import registered
 from harness.problems.zoo import vectors
 
 TRIAL = Trial("mlp", 7, "float64", "cpu", method="selftest")
@@ -261,3 +263,51 @@ def test_property_suite_catches_a_subtly_wrong_method(method, transform, clue):
     drawn = "\n".join(getattr(info.value, "__notes__", []))
     assert "Problem(layers=(Layer(kind='conv2d'" in drawn, drawn
     assert re.search(clue, drawn), drawn
+
+
+def test_a_method_unavailable_for_some_drawn_examples_is_judged_on_the_others(method):
+    """MethodUnavailable raised for one drawn configuration (a dilated conv2d) skips that example
+    only; the test is skipped only where the method could run none."""
+    from harness.checking.checks import check_property, check_property_trial
+    from harness.checking.trials import PropertyTrial
+
+    def no_dilation(case):
+        if any(getattr(m, "dilation", (1, 1)) != (1, 1) for m in case.model.modules()):
+            raise MethodUnavailable("no dilated convolutions")
+        return get_method("vmap")(case)
+
+    method(no_dilation)
+    trial = PropertyTrial("conv2d", "float64", "cpu", "selftest")
+    outcomes = check_property(trial, min_examples=30)
+    assert any(isinstance(o, MethodUnavailable) for o in outcomes) and None in outcomes, outcomes
+    check_property_trial(trial)
+
+    def never(case):
+        raise MethodUnavailable("needs a library that is not installed")
+
+    method(never)
+    with pytest.raises(MethodUnavailable, match=r"could run none of the \d+ drawn conv2d examples: .* needs a library that is not installed"):
+        check_property_trial(trial)
+
+
+def test_check_method_reports_what_the_suite_would(method):
+    """harness.check_method: the same trials, statuses and messages as the tests, without pytest."""
+    from harness import check_method
+
+    report = check_method("vmap", grids=["oracle", "norms"], models=["mlp", "lstm_text"])
+    assert report.ok and report.counts().get("passed") and not report.failures, str(report)
+    assert "xfailed" in report.counts(), "vmap's float64 LSTM row is not applied"  # support row 1
+
+    def scaled(case):
+        return {name: 1.5 * g for name, g in get_method("vmap")(case).items()}
+
+    assert check_method(get_method("vmap"), name="right", grids=["oracle"], models=["mlp"]).ok
+    report = check_method(scaled, grids=["oracle"], models=["mlp"])
+    assert not report.ok and report.method == "scaled", str(report)
+    assert "FAILED   oracle[cpu-float64-mlp-B7-scaled]: ToleranceError: method 'scaled' on cpu-float64-mlp-B7 " \
+        "differs from the reference" in str(report), report
+    assert "scaled" not in registered(), "check_method left its method registered"
+    with pytest.raises(ValueError, match="a method named 'vmap' is registered already"):
+        check_method(scaled, name="vmap")
+    with pytest.raises(KeyError, match="unknown method 'nope'"):
+        check_method("nope")

@@ -55,7 +55,7 @@ def test_which_marker_expressions_select_benchmarks(expression, selects):
 @pytest.mark.parametrize("markers", ["benchmark", "benchmark and slow"])
 def test_benchmarks_under_xdist_stop_with_one_line_and_a_non_zero_exit(subprocess_env, markers):
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "-m", markers, "tests/test_benchmarks.py"],
+        [sys.executable, "-m", "pytest", "-n", "2", "-m", markers, "harness/suite/test_benchmarks.py"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], env=subprocess_env,
     )
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR

@@ -15,8 +15,36 @@ from harness.checking.support.rows import CHECKS, DrawnFailure, ExpectedFailure,
 from harness.checking.support.zoo import ZOO_MATRIX
 from harness.problems.drawn import Problem
 
-#: Every row, the zoo's first.
+#: Every built-in row, the zoo's first.
 SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (*ZOO_MATRIX, *DRAWN_MATRIX)
+
+#: Rows a plugin added for its own methods (:func:`add_expected_failures`), after the built-in ones.
+_ADDED_ZOO: list[ZooFailure] = []
+_ADDED_DRAWN: list[DrawnFailure] = []
+
+
+def add_expected_failures(*rows: ExpectedFailure) -> None:
+    """Add support-matrix rows, for a plugin's own methods: each covered trial becomes a strict
+    xfail, as the built-in rows' do. Call it where the plugin registers its methods::
+
+        add_expected_failures(ZooFailure(methods=("my-method",), models=("lstm_text",),
+                                         error="MethodFailed", reason="no LSTM support yet"))
+    """
+    for row in rows:
+        if isinstance(row, ZooFailure):
+            _ADDED_ZOO.append(row)
+        elif isinstance(row, DrawnFailure):
+            _ADDED_DRAWN.append(row)
+        else:
+            raise TypeError(f"a support-matrix row is a ZooFailure or a DrawnFailure, got {type(row).__name__}")
+
+
+def remove_expected_failures(*rows: ExpectedFailure) -> None:
+    """Take rows added with :func:`add_expected_failures` out again (for tests)."""
+    for row in rows:
+        for added in (_ADDED_ZOO, _ADDED_DRAWN):
+            if row in added:
+                added.remove(row)
 
 
 def expected_failure(
@@ -31,7 +59,7 @@ def expected_failure(
     if check not in CHECKS:
         raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
     version = torch_version or torch.__version__
-    return next((row for row in ZOO_MATRIX if row.applies(method, model, precision, device, check, version)), None)
+    return next((row for row in (*ZOO_MATRIX, *_ADDED_ZOO) if row.applies(method, model, precision, device, check, version)), None)
 
 
 def expected_failure_drawn(
@@ -39,7 +67,7 @@ def expected_failure_drawn(
 ) -> DrawnFailure | None:
     """The drawn-layer row covering a drawn problem: the first that covers any of its layers."""
     version = torch_version or torch.__version__
-    for row in DRAWN_MATRIX:
+    for row in (*DRAWN_MATRIX, *_ADDED_DRAWN):
         if any(row.applies(method, layer, precision, device, version) for layer in problem.layers):
             return row
     return None
@@ -53,6 +81,8 @@ __all__ = [
     "DrawnFailure",
     "ExpectedFailure",
     "ZooFailure",
+    "add_expected_failures",
     "expected_failure",
     "expected_failure_drawn",
+    "remove_expected_failures",
 ]

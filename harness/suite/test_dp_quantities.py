@@ -8,17 +8,17 @@ from harness.checking.checks import check_against_oracle
 from harness.pytest_plugin import parametrize
 
 
-def check_and_record(trial, record_property) -> None:
+def check_and_record(trial, psg_record) -> None:
     comparison = check_against_oracle(trial)
-    record_property("max_rel_err", comparison.max_rel_err)
-    record_property("max_projection", abs(comparison.projection.c))
+    psg_record("max_rel_err", comparison.max_rel_err)
+    psg_record("max_projection", abs(comparison.projection.c))
 
 
 @parametrize("norms")
-def test_norms_match_oracle(trial, record_property):
-    check_and_record(trial, record_property)
+def test_norms_match_oracle(trial, psg_record):
+    check_and_record(trial, psg_record)
 
 
 @parametrize("clipped")
-def test_clipped_step_matches_oracle(trial, record_property):
-    check_and_record(trial, record_property)
+def test_clipped_step_matches_oracle(trial, psg_record):
+    check_and_record(trial, psg_record)

@@ -82,7 +82,7 @@ def elementwise_outcome(loop, fast, *, atol: float, rtol: float) -> dict[str, fl
     return {"seed_max_abs_diff": worst, "seed_claim_holds": holds}
 
 
-def check_seed_claim(record_property, method: str, device: str, fast, *, atol: float, rtol: float) -> None:
+def check_seed_claim(psg_record, method: str, device: str, fast, *, atol: float, rtol: float) -> None:
     """A seed's claim: its fast method matches its loop element-wise at its own tolerance.
 
     Asserted is what holds on every machine: the fast method and the seed's own float32 loop are
@@ -103,7 +103,7 @@ def check_seed_claim(record_property, method: str, device: str, fast, *, atol: f
         assert comparison.ok, f"{label} differs from the float64 oracle: {comparison.worst}"
     outcome = elementwise_outcome(loop, result, atol=atol, rtol=rtol)
     for name, value in outcome.items():
-        record_property(name, value)
+        psg_record(name, value)
     verdict = "holds" if outcome["seed_claim_holds"] else "does not hold"
     print(
         f"allclose(atol={atol}, rtol={rtol}) of the float32 loop and {method} {verdict} on this machine: "
@@ -112,21 +112,21 @@ def check_seed_claim(record_property, method: str, device: str, fast, *, atol: f
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_functorch_tutorial_script(record_property, device):
+def test_functorch_tutorial_script(psg_record, device):
     """Seed 000: loop vs legacy functorch on SimpleCNN, B=64, ``allclose(atol=1e-6, rtol=1e-6)``."""
-    check_seed_claim(record_property, "functorch", device, legacy_functorch_grads, atol=1e-6, rtol=1e-6)
+    check_seed_claim(psg_record, "functorch", device, legacy_functorch_grads, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_torch_func_tutorial(record_property, device):
+def test_torch_func_tutorial(psg_record, device):
     """Seed 001: loop vs ``functional_call`` + ``vmap``, ``allclose(atol=3e-3, rtol=1e-5)``."""
-    check_seed_claim(record_property, "vmap", device, torch_func_grads, atol=3e-3, rtol=1e-5)
+    check_seed_claim(psg_record, "vmap", device, torch_func_grads, atol=3e-3, rtol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_functorch_notebook(record_property, device):
+def test_functorch_notebook(psg_record, device):
     """Seed 002: loop vs legacy functorch, ``allclose(atol=1e-3, rtol=1e-5)``."""
-    check_seed_claim(record_property, "functorch", device, legacy_functorch_grads, atol=1e-3, rtol=1e-5)
+    check_seed_claim(psg_record, "functorch", device, legacy_functorch_grads, atol=1e-3, rtol=1e-5)
 
 
 def ported_opacus_grads(model, images, targets):

@@ -5,7 +5,7 @@ from harness.pytest_plugin import parametrize
 
 
 @parametrize("oracle")
-def test_matches_oracle(trial, record_property):
+def test_matches_oracle(trial, psg_record):
     comparison = check_against_oracle(trial)
-    record_property("max_rel_err", comparison.max_rel_err)
-    record_property("max_projection", abs(comparison.projection.c))
+    psg_record("max_rel_err", comparison.max_rel_err)
+    psg_record("max_projection", abs(comparison.projection.c))

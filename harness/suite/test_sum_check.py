@@ -5,5 +5,5 @@ from harness.pytest_plugin import parametrize
 
 
 @parametrize("sum")
-def test_sum_equals_batch_gradient(trial, record_property):
-    record_property("max_rel_err", check_sum(trial).max_rel_err)
+def test_sum_equals_batch_gradient(trial, psg_record):
+    psg_record("max_rel_err", check_sum(trial).max_rel_err)
