@@ -1,4 +1,4 @@
-"""Scorecard of one or more test runs: a Markdown table per check, and a speedup plot.
+"""Scorecard of one or more test runs: a Markdown table per check, and plots of the benchmarks against batch size.
 
     python -m harness report RESULTS... [--out results/report]
 

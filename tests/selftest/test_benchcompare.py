@@ -320,6 +320,14 @@ def test_the_spread_of_several_baseline_runs_counts_widens_the_allowance(tmp_pat
         assert ("MORE WORK" in count_line(capsys.readouterr().out, "vmap")) == bool(code)
 
 
+def test_several_current_runs_counts_are_judged_by_their_median(tmp_path, capsys):
+    base = write_run(tmp_path / "base.json", TIMES, **counted({"vmap": 1000}))
+    for counts, code in (((1000, 1030, 1000), 0), ((1030, 1000, 1030), 1)):
+        currents = [write_run(tmp_path / f"cur{i}.json", TIMES, **counted({"vmap": n})) for i, n in enumerate(counts)]
+        assert main([str(base), "--current", *map(str, currents)]) == code
+        assert ("| 1,000 | 1,030 | +3.00% | 1.00% | MORE WORK |" in count_line(capsys.readouterr().out, "vmap")) == bool(code)
+
+
 def test_one_kernel_launch_more_per_call_is_more_launches(tmp_path, capsys):
     base = write_run(tmp_path / "base.json", TIMES, vmap={"kernel_launches": 300}, loop={"kernel_launches": 2000})
     cur = write_run(tmp_path / "cur.json", TIMES, vmap={"kernel_launches": 301}, loop={"kernel_launches": 2000})
