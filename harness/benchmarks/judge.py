@@ -583,7 +583,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--allow-unjudged", action="store_true",
-        help=f"exit 0 even where fewer than {MIN_JUDGED:.0%} of the benchmarks were judged (by time or count); "
+        help=f"exit 0 even where fewer than {MIN_JUDGED * 100:.0f}%% of the benchmarks were judged (by time or count); "
         f"without it such a comparison exits {EXIT_UNJUDGED}",
     )
     parser.add_argument("--baselines", type=Path, default=Path("baselines"), help="where 'auto' looks (default baselines/)")

@@ -251,6 +251,13 @@ def test_the_module_entry_point_names_an_unknown_command_and_lists_them():
     assert all(f"  {name} " in proc.stderr for name in ("compare", "check-env", "report", "same-verdicts", "support-table"))
 
 
+def test_compare_help_names_the_options_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit.value.code == 0 and "--count-threshold" in out and "fewer than 50% of the benchmarks" in out
+
+
 def test_the_module_entry_point_help_lists_the_commands_and_exits_0():
     proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and re.search(r"\n  same-verdicts +check that several runs", proc.stdout)
