@@ -6,9 +6,9 @@ import sys
 
 #: Each command, the module whose ``main(argv)`` runs it, and what it does.
 COMMANDS = {
-    "compare": ("harness.benchmarks.judge", "judge benchmark runs against stored baselines (speed and memory)"),
+    "compare": ("harness.benchmarks.judge", "judge benchmark runs against stored baselines (speed, counts and memory)"),
     "check-env": ("harness.core.environment", "check that the installed torch and torchvision import together"),
-    "report": ("harness.tools.report", "the Markdown scorecard and speedup plot of JUnit XML and benchmark JSON"),
+    "report": ("harness.tools.report", "the Markdown scorecard and plots of JUnit XML and benchmark JSON"),
     "same-verdicts": ("harness.tools.verdicts", "check that several runs of one suite gave every test the same outcome"),
     "measure-tolerances": ("harness.tools.tolerance_survey", "measure each method's worst error against the oracle (the tolerance table's numbers)"),
     "support-table": ("harness.tools.supporttable", "print or write the README's support table"),

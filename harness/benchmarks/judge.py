@@ -1,22 +1,27 @@
-"""Compare two pytest-benchmark runs, per case and method: did a method get slower?
+"""Compare pytest-benchmark runs, per case and method: did a method get slower, or do more work?
 
     python -m harness compare BASELINE.json [BASELINE.json ...] CURRENT.json [--absolute] [--threshold 0.10]
     python -m harness compare BASELINE.json [...] --current RUN1.json RUN2.json RUN3.json
 
 ``auto`` as BASELINE takes every run stored under ``baselines/`` (or ``--baselines DIR``) for
-the machine class and torch version the (first) current run recorded in its machine info (where ``--benchmark-autosave`` and ``--benchmark-save``
-put them); with ``--if-missing store``, a machine class with no stored run yet gets the
-current run(s) stored as its baseline, and nothing is judged.
+the machine class and torch version the (first) current run recorded in its machine info (where
+``--benchmark-autosave`` and ``--benchmark-save`` put them). With ``--if-missing store``, a
+machine class with no stored run yet gets the current run(s) stored as its baseline and nothing
+is judged; so does a CPU none of the stored runs was recorded on (its counts are still judged).
 
-Reads pytest-benchmark JSON (``--benchmark-json`` output or an autosaved run). Each
-benchmark names its case and method in ``extra_info`` (the project's benchmark tests do), or
-in its ``group`` and ``param``. By default the figure judged is the overhead ratio: the
-method's time over the plain batched forward+backward (``batched``) of the same case in the
-same run (round by round where the run timed a paired batched step before each round, else
-over the ``batched`` benchmark's median), which carries across machines of a class; ``--absolute`` judges raw times (the same
-machine only). A change is a regression only when the median moved beyond the threshold
-*and* a one-sided Mann-Whitney U test on the raw rounds says so at ``--alpha`` (asv's rule);
-a change beyond the threshold that the rounds do not support is reported as such.
+Reads pytest-benchmark JSON (``--benchmark-json`` output or an autosaved run). Each benchmark
+names its case and method in ``extra_info`` (the project's benchmark tests do), or in its
+``group`` and ``param``.
+
+Time. By default the figure judged is the overhead ratio (:func:`~harness.benchmarks.records.overhead`,
+the same figure the report shows): the method's time over the plain batched forward+backward
+(``batched``) of the same case in the same run, round by round where the run timed a paired
+batched step before each round, else over the ``batched`` benchmark's median; ``--absolute``
+judges raw times. A change is a regression only when the median moved beyond the threshold
+*and* a one-sided Mann-Whitney U test on the raw rounds says so at ``--alpha`` (asv's rule).
+Times are judged only against baseline runs recorded on the same CPU (model and SIMD
+extensions, :class:`~harness.benchmarks.records.Machine`): a 2x faster CPU of the same machine
+class moves the batched step and the methods by different factors.
 
 Rounds of one run share that run's luck (measured here: the same code moved by up to 31% from
 one run to the next, though within 4% for most methods), so a baseline is best several runs
@@ -26,16 +31,34 @@ spread. The rounds of all baseline runs are pooled for the test. The same holds 
 being judged: ``--current`` takes several runs of the same code, whose median figure is judged.
 
 A benchmark recorded while the 1-minute load average was at or above the core count is not
-judged (the harness's benchmarks record both): a process descheduled for milliseconds at a
-time fakes a slowdown of any size. Nor, for ratios, is a run whose batched step took more than
-``--max-drift`` times as long (or as short) as the baseline runs' median: a shared machine has
-such spells, and they slow the methods by a different factor than the batched step.
+judged by time (the harness's benchmarks record both): a process descheduled for milliseconds
+at a time fakes a slowdown of any size. Nor, for ratios, is a run whose batched step took more
+than ``--max-drift`` times as long (or as short) as the baseline runs' median: a shared machine
+has such spells, and they slow the methods by a different factor than the batched step.
 
-Memory: where both sides recorded peak memory (``peak_bytes`` on CUDA, ``peak_rss_bytes`` on
-the CPU), a method whose median peak grew by more than ``--memory-threshold``, twice the range
-of the baseline runs' peaks and :data:`MEMORY_FLOOR` is a regression too ("hungrier").
+Counts. Where both sides recorded them, the instructions of one call (``instructions``, counted
+under callgrind) and CUDA kernel launches per call (``kernel_launches``) are judged per call,
+against the median of the baseline runs of the same ISA (the same SIMD extensions: the same
+kernels, whatever the CPU's speed), whatever the load. They are deterministic, so no test on
+rounds: an instruction count beyond ``--count-threshold`` (default 1%: the same call counted in
+separate processes differed by 0.15% at most, and a 3% slowdown must show) or twice the
+baseline runs' spread is ``MORE WORK``; any kernel launch beyond twice the baseline runs' spread
+is ``MORE LAUNCHES`` (the same code launches the same kernels). Counts are judged per call, not
+as a ratio to ``batched``: they do not drift with the machine, so dividing would only add the
+batched count's own noise and hide a change that hits the batched step as well.
 
-Exit status: 0 no regression, 1 regression, 2 bad input.
+Memory: where both sides recorded peak memory, a method whose median peak grew by more than
+``--memory-threshold``, twice the range of the baseline runs' peaks and :data:`MEMORY_FLOOR` is
+``HUNGRIER`` (CPU ``peak_rss_bytes``, which counts pages); CUDA's ``peak_bytes``
+(``max_memory_allocated``) is deterministic and is held to ``--count-threshold`` and twice the
+range instead.
+
+A guard that judged nothing does not pass: when fewer than :data:`MIN_JUDGED` of the
+benchmarks were judged (by time or by a count), the run is ``UNJUDGED`` unless
+``--allow-unjudged``.
+
+Exit status: 0 no regression, 1 regression (``REGRESSION``, ``MORE WORK``, ``MORE LAUNCHES``,
+``HUNGRIER``), 2 bad input, 3 too little judged (and no regression).
 """
 
 from __future__ import annotations
@@ -43,11 +66,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.benchmarks.records import BATCHED, BadInput, case_and_method, read_json, storage_name
+from harness.benchmarks.records import (
+    BATCHED,
+    COUNTERS,
+    BadInput,
+    Machine,
+    case_and_method,
+    overhead_ratios,
+    read_json,
+    storage_name,
+)
 
 DEFAULT_THRESHOLD = 0.10
 #: How many times the spread of the baseline runs a change must exceed.
@@ -61,20 +94,47 @@ DEFAULT_MAX_DRIFT = 1.5
 #: Growth of the peak below this is never a memory regression: the CPU figure counts pages and
 #: malloc's own bookkeeping (measured here: up to 16 MiB apart between runs of the same code).
 MEMORY_FLOOR = 8 * 1024 * 1024
+#: Instruction counts of the same call in separate processes were 0.15% apart at most: 1% is six
+#: times that, and a third of the 3% slowdown the count guard is there to catch.
+DEFAULT_COUNT_THRESHOLD = 0.01
+#: The relative increase each counter allows beyond twice the baseline runs' spread: kernel
+#: launches are integers that the same code repeats exactly, so one more per call counts.
+COUNT_THRESHOLDS = {"instructions": DEFAULT_COUNT_THRESHOLD, "kernel_launches": 0.0}
+#: What a count beyond its allowance is called (a regression), and one below it.
+MORE = {"instructions": "MORE WORK", "kernel_launches": "MORE LAUNCHES"}
+LESS = {"instructions": "less work", "kernel_launches": "fewer launches"}
+#: A comparison in which fewer than this fraction of the benchmarks were judged (by time or by
+#: a count) does not pass: at high load or on another CPU every time row is left out, and a
+#: pass would say nothing. Under half, since rows drop out one by one in a slow spell; a run
+#: judged on most rows still says something.
+MIN_JUDGED = 0.5
+EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_UNJUDGED = 0, 1, 2, 3
+REGRESSIONS = ("REGRESSION", *MORE.values(), "HUNGRIER")
+#: Why a time row was not judged, by cause, as the summary says it.
+UNJUDGED_BECAUSE = {
+    "machine": "with no baseline run on this CPU",
+    "load": "recorded at a load at or above the core count in every current run",
+    "drift": "with the batched step beyond --max-drift of the baseline runs' in every current run",
+}
+#: Shown for a figure there is none of (a row not judged, no test on the rounds).
+NONE = "—"
 
 
 @dataclass(frozen=True)
 class Timing:
-    """One method on one case in one run: its raw rounds (seconds), and the batched step's
-    rounds timed just before each of them where the run recorded them."""
+    """One method on one case in one run: its raw rounds (seconds), the batched step's rounds
+    timed just before each of them where the run recorded them, and its counts per call."""
 
     case: str
     method: str
     rounds: tuple[float, ...]
     paired_batched: tuple[float, ...] = ()
     peak: int | None = None
+    #: ``peak_bytes`` (CUDA, deterministic) or ``peak_rss_bytes`` (CPU pages).
+    peak_kind: str | None = None
     load: float | None = None
     cpus: int | None = None
+    counts: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def median(self) -> float:
@@ -83,11 +143,20 @@ class Timing:
 
     @property
     def loaded(self) -> bool:
-        """Recorded while the machine had more runnable work than cores: not to be judged."""
+        """Recorded while the machine had more runnable work than cores: not to be judged by time."""
         return self.load is not None and self.cpus is not None and self.load >= self.cpus
 
 
 TimedRun = dict[tuple[str, str], Timing]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pytest-benchmark file: where it came from, the machine it recorded, its timings."""
+
+    path: Path
+    machine: Machine
+    timings: TimedRun
 
 
 class NoBaseline(BadInput):
@@ -114,20 +183,34 @@ def stored_baselines(root: Path, machine_info: dict) -> list[Path]:
 
 
 def store_as_baseline(runs: Sequence[Path], folder: Path) -> list[Path]:
-    """Copy runs (already read as valid) into ``folder`` where ``auto`` will find them."""
+    """Copy runs (already read as valid) into ``folder`` where ``auto`` will find them, numbered
+    after the runs stored there before."""
     target = folder / "stored"
     target.mkdir(parents=True, exist_ok=True)
+    first = len(list(target.glob("*.json"))) + 1
     stored = []
-    for number, run in enumerate(runs, start=1):
+    for number, run in enumerate(runs, start=first):
         stored.append(target / f"{number:04d}_baseline.json")
         stored[-1].write_bytes(run.read_bytes())
     return stored
 
 
-def load(path: str | Path) -> TimedRun:
+def _counts(path: str | Path, key: tuple[str, str], extra: dict) -> dict[str, int]:
+    counts = {}
+    for counter in COUNTERS:
+        value = extra.get(counter)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise BadInput(f"{path}: benchmark {key} records {counter} {value!r}, not a count")
+        counts[counter] = int(value)
+    return counts
+
+
+def load(path: str | Path) -> Run:
     """Read a pytest-benchmark JSON file into timings keyed by (case, method)."""
     data = read_json(path)
-    run: TimedRun = {}
+    timings: TimedRun = {}
     for bench in data["benchmarks"]:
         key = case_and_method(bench)
         rounds = (bench.get("stats") or {}).get("data")
@@ -140,49 +223,51 @@ def load(path: str | Path) -> TimedRun:
         paired = extra.get("batched_rounds") or ()
         if paired and len(paired) != len(rounds):
             raise BadInput(f"{path}: benchmark {key} has {len(rounds)} rounds but {len(paired)} paired batched rounds")
-        peak = extra.get("peak_bytes", extra.get("peak_rss_bytes"))
-        run[key] = Timing(
+        peak_kind = next((kind for kind in ("peak_bytes", "peak_rss_bytes") if extra.get(kind) is not None), None)
+        timings[key] = Timing(
             *key,
             rounds=tuple(float(r) for r in rounds),
             paired_batched=tuple(float(r) for r in paired),
-            peak=None if peak is None else int(peak),
+            peak=None if peak_kind is None else int(extra[peak_kind]),
+            peak_kind=peak_kind,
             load=extra.get("load"),
             cpus=data["machine_info"].get("cpus"),
+            counts=_counts(path, key, extra),
         )
-    if not run:
+    if not timings:
         raise BadInput(f"{path}: holds no benchmarks")
-    return run
+    return Run(Path(path), Machine.of(data["machine_info"]), timings)
 
 
 @dataclass(frozen=True)
 class TimingVerdict:
-    """One line of the comparison table."""
+    """One line of the time table; ``current`` and ``p_value`` are None where there is none."""
 
     case: str
     method: str
-    baseline: float
-    current: float
-    p_value: float
+    baseline: float | None
+    current: float | None
+    p_value: float | None
     verdict: str
-    allowed: float = DEFAULT_THRESHOLD
+    allowed: float | None = DEFAULT_THRESHOLD
+    #: Why the row was not judged (a key of :data:`UNJUDGED_BECAUSE`), or None where it was.
+    unjudged: str | None = None
 
     @property
-    def change(self) -> float:
+    def change(self) -> float | None:
         """Current over baseline, minus one (+0.25 is 25% slower)."""
-        return self.current / self.baseline - 1.0
+        return None if self.current is None or not self.baseline else self.current / self.baseline - 1.0
 
 
 def _samples(run: TimedRun, key: tuple[str, str], absolute: bool) -> list[float]:
     timing = run[key]
     if absolute:
         return list(timing.rounds)
-    if timing.paired_batched:
-        return [r / b for r, b in zip(timing.rounds, timing.paired_batched, strict=True)]
     batched = run.get((timing.case, BATCHED))
-    if batched is None:
+    ratios = overhead_ratios(timing.rounds, timing.paired_batched, batched.median if batched else None)
+    if ratios is None:
         raise BadInput(f"case {timing.case!r} has no {BATCHED!r} timing to normalize by (or pass --absolute)")
-    scale = batched.median
-    return [r / scale for r in timing.rounds]
+    return ratios
 
 
 def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: str) -> float:
@@ -191,7 +276,7 @@ def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: 
     return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
 
 
-def _common_keys(baselines: Sequence[TimedRun], currents: Sequence[TimedRun]) -> list[tuple[str, str]]:
+def common_keys(baselines: Sequence[TimedRun], currents: Sequence[TimedRun]) -> list[tuple[str, str]]:
     """Every (case, method) of all current runs that some baseline run has (a method added
     after some of the baseline runs were recorded is judged against the runs that have it)."""
     keys = sorted(set(currents[0]).intersection(*currents[1:]) & set().union(*baselines))
@@ -200,11 +285,18 @@ def _common_keys(baselines: Sequence[TimedRun], currents: Sequence[TimedRun]) ->
     return keys
 
 
-def _median_of_runs(per_run: Sequence[Sequence[float]]) -> tuple[float, float]:
-    """The median of the runs' medians, and the largest relative distance of a run's from it."""
-    figures = [statistics.median(samples) for samples in per_run]
+def time_keys(baselines: Sequence[TimedRun], currents: Sequence[TimedRun], absolute: bool) -> list[tuple[str, str]]:
+    """The keys judged by time: ``batched`` itself only with ``absolute``."""
+    keys = [k for k in common_keys(baselines, currents) if absolute or k[1] != BATCHED]
+    if not keys:
+        raise BadInput(f"the runs have nothing in common but {BATCHED!r} (pass --absolute to compare it)")
+    return keys
+
+
+def _median_and_spread(figures: Sequence[float]) -> tuple[float, float]:
+    """The median of the runs' figures, and the largest distance of one from it."""
     middle = statistics.median(figures)
-    return middle, max(abs(f / middle - 1) for f in figures)
+    return middle, max(abs(f - middle) for f in figures)
 
 
 def _batched_time(run: TimedRun, key: tuple[str, str]) -> float | None:
@@ -233,18 +325,20 @@ def judge_timings(
     alpha: float = DEFAULT_ALPHA,
     absolute: bool = False,
     max_drift: float = DEFAULT_MAX_DRIFT,
+    keys: Sequence[tuple[str, str]] | None = None,
 ) -> list[TimingVerdict]:
-    """A row per (case, method) in every run; ``batched`` itself is compared only with ``absolute``.
+    """A row per key (default :func:`time_keys`); ``baselines`` are the runs comparable by time
+    (the same machine), and a key none of them has is not judged.
 
     Current runs taken under load are left out of a row, and so are runs (current or baseline)
     whose batched step ran more than ``max_drift`` times slower or faster than the baseline
     runs' median (ratios only); a row with no current run left is not judged."""
-    keys = [k for k in _common_keys(baselines, currents) if absolute or k[1] != BATCHED]
-    if not keys:
-        raise BadInput(f"the runs have nothing in common but {BATCHED!r} (pass --absolute to compare it)")
     rows = []
-    for key in keys:
+    for key in time_keys(baselines, currents, absolute) if keys is None else keys:
         having = [run for run in baselines if key in run]
+        if not having:
+            rows.append(TimingVerdict(*key, None, None, None, "not judged: no baseline run on this CPU", None, "machine"))
+            continue
         judged_baselines, quiet = having, [run for run in currents if not run[key].loaded]
         reference = None
         if not absolute:
@@ -255,21 +349,22 @@ def judge_timings(
         else:
             steady = quiet
         per_run = [_samples(run, key, absolute) for run in judged_baselines]
-        b, spread = _median_of_runs(per_run)
-        allowed = max(threshold, NOISE_FACTOR * spread)
+        b, spread = _median_and_spread([statistics.median(samples) for samples in per_run])
+        allowed = max(threshold, NOISE_FACTOR * spread / b)
         if not steady:
             if quiet:
                 worst = max((_drift(run, key, reference) for run in quiet), key=lambda d: max(d, 1 / d))
-                why = f"batched step {worst:.2g}x the baseline's"
+                why, cause = f"batched step {worst:.2g}x the baseline's", "drift"
             else:
                 loaded = max(currents, key=lambda run: run[key].load)[key]
-                why = f"load {loaded.load:.1f} on {loaded.cpus} cores"
-            rows.append(TimingVerdict(*key, b, float("nan"), 1.0, f"not judged: {why}", allowed))
+                why, cause = f"load {loaded.load:.1f} on {loaded.cpus} cores", "load"
+            rows.append(TimingVerdict(*key, b, None, None, f"not judged: {why}", allowed, cause))
             continue
         cur_runs = [_samples(run, key, absolute) for run in steady]
-        c, _ = _median_of_runs(cur_runs)
+        c = statistics.median([statistics.median(samples) for samples in cur_runs])
         base = [x for samples in per_run for x in samples]
         cur = [x for samples in cur_runs for x in samples]
+        p: float | None = None
         if c > b * (1 + allowed):
             p = _slower_p(base, cur, "greater")
             verdict = "REGRESSION" if p < alpha else "slower, not significant"
@@ -277,8 +372,55 @@ def judge_timings(
             p = _slower_p(base, cur, "less")
             verdict = "improved" if p < alpha else "faster, not significant"
         else:
-            p, verdict = 1.0, "ok"
+            verdict = "ok"
         rows.append(TimingVerdict(*key, b, c, p, verdict, allowed))
+    return rows
+
+
+@dataclass(frozen=True)
+class CountVerdict:
+    """One line of the count table: the median count per call of the baseline and current runs,
+    and the increase allowed (in counts) before it is a regression."""
+
+    case: str
+    method: str
+    counter: str
+    baseline: float
+    current: float
+    allowed: float
+    verdict: str
+
+    @property
+    def change(self) -> float:
+        """Current over baseline, minus one."""
+        if not self.baseline:
+            return float("inf") if self.current else 0.0
+        return self.current / self.baseline - 1.0
+
+
+def _exact_allowance(base: Sequence[float], threshold: float) -> tuple[float, float]:
+    """The median of deterministic baseline figures and the change allowed: the larger of
+    ``threshold`` of it and :data:`NOISE_FACTOR` times the figures' spread around it."""
+    b, spread = _median_and_spread(base)
+    return b, max(threshold * b, NOISE_FACTOR * spread)
+
+
+def judge_counts(
+    baselines: Sequence[TimedRun], currents: Sequence[TimedRun], counter: str, threshold: float | None = None
+) -> list[CountVerdict]:
+    """A row per (case, method) whose ``counter`` every current run and some baseline run
+    recorded (``threshold``: :data:`COUNT_THRESHOLDS` by default); ``batched`` included."""
+    threshold = COUNT_THRESHOLDS[counter] if threshold is None else threshold
+    rows = []
+    for key in sorted(set(currents[0]).intersection(*currents[1:])):
+        cur = [run[key].counts.get(counter) for run in currents]
+        base = [run[key].counts[counter] for run in baselines if key in run and counter in run[key].counts]
+        if None in cur or not base:
+            continue
+        b, allowed = _exact_allowance(base, threshold)
+        c = statistics.median(cur)
+        verdict = MORE[counter] if c - b > allowed else LESS[counter] if b - c > allowed else "ok"
+        rows.append(CountVerdict(*key, counter, b, c, allowed, verdict))
     return rows
 
 
@@ -301,27 +443,68 @@ class MemoryVerdict:
 
 
 def judge_memory(
-    baselines: Sequence[TimedRun], currents: Sequence[TimedRun], threshold: float = DEFAULT_MEMORY_THRESHOLD
+    baselines: Sequence[TimedRun],
+    currents: Sequence[TimedRun],
+    threshold: float = DEFAULT_MEMORY_THRESHOLD,
+    exact_threshold: float = DEFAULT_COUNT_THRESHOLD,
 ) -> list[MemoryVerdict]:
-    """A row per (case, method) whose peak memory every run recorded.
+    """A row per (case, method) whose peak memory every run recorded, of one kind.
 
-    The growth allowed is the largest of ``threshold`` of the baseline, :data:`NOISE_FACTOR`
-    times the range of the baseline runs' peaks, and :data:`MEMORY_FLOOR`."""
+    CPU pages (``peak_rss_bytes``): the growth allowed is the largest of ``threshold`` of the
+    baseline, :data:`NOISE_FACTOR` times the range of the baseline runs' peaks, and
+    :data:`MEMORY_FLOOR`. CUDA's allocator peak (``peak_bytes``) is deterministic: the larger
+    of ``exact_threshold`` and :data:`NOISE_FACTOR` times the range."""
     rows = []
-    for key in _common_keys(baselines, currents):
-        base = [run[key].peak for run in baselines if key in run]
-        cur = [run[key].peak for run in currents]
-        if None in base or None in cur:
+    for key in common_keys(baselines, currents):
+        timings = [run[key] for run in baselines if key in run] + [run[key] for run in currents]
+        kinds = {t.peak_kind for t in timings}
+        if len(kinds) != 1 or None in kinds:
             continue
-        b, c = int(statistics.median(base)), int(statistics.median(cur))
-        allowed = int(max(threshold * b, NOISE_FACTOR * (max(base) - min(base)), MEMORY_FLOOR))
+        base = [run[key].peak for run in baselines if key in run]
+        b, c = int(statistics.median(base)), int(statistics.median([run[key].peak for run in currents]))
+        if kinds == {"peak_bytes"}:
+            allowed = int(max(exact_threshold * b, NOISE_FACTOR * (max(base) - min(base))))
+        else:
+            allowed = int(max(threshold * b, NOISE_FACTOR * (max(base) - min(base)), MEMORY_FLOOR))
         verdict = "HUNGRIER" if c - b > allowed else "leaner" if b - c > allowed else "ok"
         rows.append(MemoryVerdict(*key, b, c, allowed, verdict))
     return rows
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Every row of one comparison, and what it adds up to."""
+
+    times: list[TimingVerdict]
+    counts: list[CountVerdict]
+    memory: list[MemoryVerdict]
+
+    @property
+    def regressions(self) -> list[TimingVerdict | CountVerdict | MemoryVerdict]:
+        """The rows that fail the guard."""
+        return [r for r in (*self.times, *self.counts, *self.memory) if r.verdict in REGRESSIONS]
+
+    def coverage(self) -> tuple[int, int, Counter[str]]:
+        """How many benchmarks (case and method) were judged, by time or by a count, of how many
+        compared; and why the others were not (causes counted)."""
+        compared = {(r.case, r.method) for r in (*self.times, *self.counts)}
+        judged = {(r.case, r.method) for r in self.counts} | {(r.case, r.method) for r in self.times if not r.unjudged}
+        causes = Counter(r.unjudged for r in self.times if r.unjudged and (r.case, r.method) not in judged)
+        return len(judged), len(compared), causes
+
+    @property
+    def too_little_judged(self) -> bool:
+        """Fewer than :data:`MIN_JUDGED` of the benchmarks compared were judged."""
+        judged, compared, _ = self.coverage()
+        return judged < MIN_JUDGED * compared
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return NONE if value is None else format(value, spec)
+
+
 def format_table(rows: Sequence[TimingVerdict], absolute: bool) -> str:
-    """The comparison as a Markdown table."""
+    """The time comparison as a Markdown table (``—`` where a row has no figure)."""
     unit = "median time (s)" if absolute else "overhead vs batched"
     lines = [
         f"| case | method | baseline {unit} | current | change | allowed | p | verdict |",
@@ -329,8 +512,23 @@ def format_table(rows: Sequence[TimingVerdict], absolute: bool) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r.case} | {r.method} | {r.baseline:.4g} | {r.current:.4g} | {r.change:+.1%} | "
-            f"{r.allowed:.0%} | {r.p_value:.2g} | {r.verdict} |"
+            f"| {r.case} | {r.method} | {_figure(r.baseline, '.4g')} | {_figure(r.current, '.4g')} | "
+            f"{_figure(r.change, '+.1%')} | {_figure(r.allowed, '.0%')} | {_figure(r.p_value, '.2g')} | {r.verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def format_count_table(rows: Sequence[CountVerdict]) -> str:
+    """The count comparison (per call) as a Markdown table."""
+    lines = [
+        "| case | method | count per call | baseline | current | change | allowed | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        allowed = r.allowed / r.baseline if r.baseline else 0.0
+        lines.append(
+            f"| {r.case} | {r.method} | {r.counter.replace('_', ' ')} | {r.baseline:,.0f} | {r.current:,.0f} | "
+            f"{r.change:+.2%} | {allowed:.2%} | {r.verdict} |"
         )
     return "\n".join(lines)
 
@@ -362,7 +560,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--absolute", action="store_true", help="judge raw times (same machine only)")
     parser.add_argument(
         "--threshold", type=float, default=DEFAULT_THRESHOLD,
-        help=f"relative change of the median that counts (default {DEFAULT_THRESHOLD})",
+        help=f"relative change of the median time that counts (default {DEFAULT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--count-threshold", type=float, default=DEFAULT_COUNT_THRESHOLD,
+        help=f"relative increase of an instruction count (and of CUDA's peak_bytes) that counts (default "
+        f"{DEFAULT_COUNT_THRESHOLD}; the same call counted in separate processes: within 0.15%%)",
     )
     parser.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA,
@@ -370,7 +573,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--memory-threshold", type=float, default=DEFAULT_MEMORY_THRESHOLD,
-        help=f"relative growth of peak memory that counts (default {DEFAULT_MEMORY_THRESHOLD}; "
+        help=f"relative growth of the CPU's peak memory that counts (default {DEFAULT_MEMORY_THRESHOLD}; "
         f"growth below {MEMORY_FLOOR // 2**20} MiB never does)",
     )
     parser.add_argument(
@@ -378,68 +581,172 @@ def _parser() -> argparse.ArgumentParser:
         help="leave out runs whose batched step took more than this many times the baseline runs' "
         f"(or less than its inverse); ratios only (default {DEFAULT_MAX_DRIFT})",
     )
+    parser.add_argument(
+        "--allow-unjudged", action="store_true",
+        help=f"exit 0 even where fewer than {MIN_JUDGED * 100:.0f}%% of the benchmarks were judged (by time or count); "
+        f"without it such a comparison exits {EXIT_UNJUDGED}",
+    )
     parser.add_argument("--baselines", type=Path, default=Path("baselines"), help="where 'auto' looks (default baselines/)")
     parser.add_argument(
         "--if-missing", choices=("fail", "store"), default="fail",
         help="when 'auto' finds no stored run for this machine class: fail (exit 2, the default), "
-        "or store the current run(s) there as its baseline and judge nothing",
+        "or store the current run(s) there as its baseline and judge nothing; 'store' also stores them "
+        "where the stored runs are of another CPU",
     )
     return parser
+
+
+def _one_machine(currents: Sequence[Run]) -> Machine:
+    machines = {run.machine for run in currents}
+    if len(machines) > 1:
+        raise BadInput("the current runs were recorded on different machines: " + "; ".join(sorted(map(str, machines))))
+    return machines.pop()
+
+
+def _store(currents: Sequence[Run], folder: Path) -> list[Path]:
+    """Store the current runs as baselines, unless one was recorded under load."""
+    loaded = sorted({f"{t.case}/{t.method}" for run in currents for t in run.timings.values() if t.loaded})
+    if loaded:
+        raise BadInput(f"not storing runs recorded under load as a baseline ({', '.join(loaded)})")
+    return store_as_baseline([run.path for run in currents], folder)
+
+
+def compare(baselines: Sequence[Run], currents: Sequence[Run], args: argparse.Namespace) -> Comparison:
+    """Judge the current runs: times against the baseline runs of the same machine, counts
+    against those of the same ISA, memory against all."""
+    machine = _one_machine(currents)
+    everything = [run.timings for run in baselines]
+    now = [run.timings for run in currents]
+    same_machine = [run.timings for run in baselines if run.machine == machine]
+    same_isa = [run.timings for run in baselines if run.machine.isa == machine.isa]
+    return Comparison(
+        judge_timings(
+            same_machine, now, args.threshold, args.alpha, args.absolute, args.max_drift,
+            keys=time_keys(everything, now, args.absolute),
+        ),
+        [row for counter in COUNTERS for row in judge_counts(same_isa, now, counter, _count_threshold(counter, args))],
+        judge_memory(everything, now, args.memory_threshold, args.count_threshold),
+    )
+
+
+def _count_threshold(counter: str, args: argparse.Namespace) -> float:
+    return args.count_threshold if counter == "instructions" else COUNT_THRESHOLDS[counter]
+
+
+def _machine_note(baselines: Sequence[Run], machine: Machine) -> str | None:
+    """A line saying which baseline runs were of another machine, and what that leaves judged."""
+    others = sorted({str(run.machine) for run in baselines if run.machine != machine})
+    if not others:
+        return None
+    same = sum(run.machine == machine for run in baselines)
+    same_isa = sum(run.machine.isa == machine.isa for run in baselines)
+    return (
+        f"this run's machine: {machine}; {len(baselines) - same} of {len(baselines)} baseline run(s) were recorded "
+        f"on another ({'; '.join(others)}): times are judged against the {same} of this CPU, counts (where recorded) "
+        f"against the {same_isa} of its ISA"
+    )
+
+
+def _summary(result: Comparison, baselines: int, currents: int, args: argparse.Namespace) -> list[str]:
+    timed = [r for r in result.times if not r.unjudged]
+    lines = [
+        f"{sum(r.verdict == 'REGRESSION' for r in timed)} regression(s) in {len(timed)} time comparison(s) against "
+        f"{baselines} baseline run(s) (threshold {args.threshold:.0%} or {NOISE_FACTOR:g}x the baseline runs' spread, "
+        f"alpha {args.alpha}); {currents} current run(s)"
+    ]
+    for counter in COUNTERS:
+        rows = [r for r in result.counts if r.counter == counter]
+        if rows:
+            allowed = f"{_count_threshold(counter, args):.1%} or " if _count_threshold(counter, args) else "none beyond "
+            lines.append(
+                f"{sum(r.verdict == MORE[counter] for r in rows)} {MORE[counter]} in {len(rows)} "
+                f"{counter.replace('_', ' ')} comparison(s) (allowed: {allowed}{NOISE_FACTOR:g}x the baseline runs' spread)"
+            )
+    if result.memory:
+        hungrier = sum(r.verdict == "HUNGRIER" for r in result.memory)
+        lines.append(
+            f"{hungrier} method(s) hungrier in {len(result.memory)} memory comparison(s) (threshold {args.memory_threshold:.0%})"
+        )
+    unjudged = Counter(r.unjudged for r in result.times if r.unjudged)
+    if unjudged:
+        lines.append(
+            f"{sum(unjudged.values())} time comparison(s) not judged: "
+            + "; ".join(f"{n} {UNJUDGED_BECAUSE[cause]}" for cause, n in unjudged.items())
+        )
+    return lines
+
+
+#: What to do about each cause of rows not judged.
+REMEDIES = {
+    "machine": "store a baseline of this CPU (compare auto --if-missing store)",
+    "load": "rerun on a quiet machine",
+    "drift": "rerun on a quiet machine",
+}
+
+
+def _unjudged_line(result: Comparison) -> str:
+    judged, compared, causes = result.coverage()
+    why = "; ".join(f"{n} {UNJUDGED_BECAUSE[cause]}" for cause, n in causes.items())
+    remedies = ", ".join(dict.fromkeys(REMEDIES[cause] for cause in causes))
+    return (
+        f"UNJUDGED: {judged} of {compared} benchmark(s) judged by time or count, fewer than {MIN_JUDGED:.0%} ({why}); "
+        f"a guard that judged this little does not pass: {remedies}, record instruction counts, or pass --allow-unjudged"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness compare``: print the tables, return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.threshold <= 0 or args.memory_threshold <= 0 or not 0 < args.alpha < 1 or args.max_drift <= 1:
-        parser.error("--threshold and --memory-threshold must be positive, --alpha between 0 and 1, --max-drift above 1")
+    if args.threshold <= 0 or args.memory_threshold <= 0 or args.count_threshold <= 0:
+        parser.error("--threshold, --count-threshold and --memory-threshold must be positive")
+    if not 0 < args.alpha < 1 or args.max_drift <= 1:
+        parser.error("--alpha must be between 0 and 1, --max-drift above 1")
     given, current_paths = (args.runs, args.current) if args.current else (args.runs[:-1], args.runs[-1:])
     if not given:
         parser.error("give at least one baseline run and the current run")
+    stored_note = None
     try:
         currents = [load(p) for p in current_paths]
+        machine = _one_machine(currents)
+        recorded = read_json(current_paths[0])["machine_info"]
         try:
-            recorded = read_json(current_paths[0])["machine_info"]
-            paths = [
-                p for arg in given for p in (stored_baselines(args.baselines, recorded) if arg == "auto" else [Path(arg)])
-            ]
+            paths = [p for arg in given for p in (stored_baselines(args.baselines, recorded) if arg == "auto" else [Path(arg)])]
         except NoBaseline as missing:
             if args.if_missing == "fail":
                 raise
-            loaded = sorted({f"{t.case}/{t.method}" for run in currents for t in run.values() if t.loaded})
-            if loaded:
-                raise BadInput(f"{missing}; not storing runs recorded under load as one ({', '.join(loaded)})") from None
-            stored = store_as_baseline([Path(p) for p in current_paths], missing.folder)
+            stored = _store(currents, missing.folder)
             print(f"{missing}: stored the current run(s) as its baseline, nothing judged: " + ", ".join(map(str, stored)))
-            return 0
+            return EXIT_OK
         baselines = [load(p) for p in paths]
-        rows = judge_timings(baselines, currents, args.threshold, args.alpha, args.absolute, args.max_drift)
-        memory = judge_memory(baselines, currents, args.memory_threshold)
+        if args.if_missing == "store" and "auto" in given and not any(run.machine == machine for run in baselines):
+            stored = _store(currents, baseline_folder(args.baselines, recorded))
+            stored_note = (
+                f"no stored run of this CPU ({machine}): stored the current run(s) as its baseline, times not judged: "
+                + ", ".join(map(str, stored))
+            )
+        result = compare(baselines, currents, args)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(rows, args.absolute))
-    if memory:
-        print("\n" + format_memory_table(memory))
-    baseline_keys = set().union(*baselines)
-    current_keys = set().union(*currents)
+        return EXIT_BAD_INPUT
+    tables = [format_table(result.times, args.absolute)]
+    if result.counts:
+        tables.append(format_count_table(result.counts))
+    if result.memory:
+        tables.append(format_memory_table(result.memory))
+    note = _machine_note(baselines, machine)
+    print("\n\n".join([note, *tables] if note else tables))
+    baseline_keys = set().union(*(run.timings for run in baselines))
+    current_keys = set().union(*(run.timings for run in currents))
     for label, only in (("baseline only", baseline_keys - current_keys), ("current only", current_keys - baseline_keys)):
         if only:
             print(f"\n{label} (not compared): " + ", ".join(f"{case}/{method}" for case, method in sorted(only)))
-    regressions = [r for r in rows if r.verdict == "REGRESSION"]
-    hungrier = [r for r in memory if r.verdict == "HUNGRIER"]
-    unjudged = [r for r in rows if r.verdict.startswith("not judged")]
-    print(
-        f"\n{len(regressions)} regression(s) in {len(rows)} comparison(s) against {len(baselines)} baseline run(s) "
-        f"(threshold {args.threshold:.0%} or {NOISE_FACTOR:g}x the baseline runs' spread, alpha {args.alpha}); "
-        f"{len(currents)} current run(s)"
-    )
-    if memory:
-        print(f"{len(hungrier)} method(s) hungrier in {len(memory)} memory comparison(s) (threshold {args.memory_threshold:.0%})")
-    if unjudged:
-        print(
-            f"{len(unjudged)} comparison(s) not judged: every current run was recorded with the load at or above the "
-            f"core count, or ran the batched step more than {args.max_drift:g}x slower or faster than the baseline "
-            "runs did; rerun on a quiet machine"
-        )
-    return 1 if regressions or hungrier else 0
+    print("\n" + "\n".join(_summary(result, len(baselines), len(currents), args)))
+    if stored_note:
+        print(stored_note)
+    if result.regressions:
+        return EXIT_REGRESSION
+    if result.too_little_judged and not args.allow_unjudged and not stored_note:
+        print(_unjudged_line(result))
+        return EXIT_UNJUDGED
+    return EXIT_OK

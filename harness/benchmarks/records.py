@@ -5,10 +5,16 @@ runs on machines that may not have torch)."""
 from __future__ import annotations
 
 import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 #: The plain batched forward+backward every benchmark group times beside the methods.
 BATCHED = "batched"
+#: Counts a record may carry per call (``extra_info``): CPU instructions (the instruction-count
+#: tier, under callgrind) and CUDA kernel launches. Both are deterministic for the same code.
+COUNTERS = ("instructions", "kernel_launches")
 
 
 class BadInput(Exception):
@@ -40,22 +46,52 @@ def read_json(path: str | Path) -> dict:
     return data
 
 
+def overhead_ratios(rounds: Sequence[float], paired_batched: Sequence[float], batched_median: float | None) -> list[float] | None:
+    """A method's rounds over the batched step: each round over the batched round timed just
+    before it where the run paired them (drift between the two cancels), else over the
+    ``batched`` benchmark's median; None where the run has neither."""
+    if paired_batched and len(paired_batched) == len(rounds):
+        return [r / b for r, b in zip(rounds, paired_batched, strict=True)]
+    if batched_median:
+        return [r / batched_median for r in rounds]
+    return None
+
+
+def overhead(rounds: Sequence[float], paired_batched: Sequence[float], batched_median: float | None) -> float | None:
+    """The overhead figure of one run (method / batched; 1 is free): the median of
+    :func:`overhead_ratios`. The report shows it and the compare step judges it."""
+    ratios = overhead_ratios(rounds, paired_batched, batched_median)
+    return statistics.median(ratios) if ratios else None
+
+
 def add_ratios(benchmarks: list[dict]) -> None:
-    """Write ``overhead`` (median / batched median) and ``speedup`` (loop / median) into each
-    benchmark's ``extra_info``, per group, where the group has those timings."""
-    groups: dict[str, dict[str, float]] = {}
+    """Write ``overhead`` (:func:`overhead`) and ``speedup`` (the loop's overhead over the
+    method's; of their medians where the case has no batched step) into each benchmark's
+    ``extra_info``, per group, where the group has those timings. A record without raw rounds
+    (``stats.data``) counts as its median, unpaired."""
+    medians: dict[str, dict[str, float]] = {}
     for bench in benchmarks:
         info = bench.get("extra_info", {})
         if "case" in info and "method" in info:
-            groups.setdefault(info["case"], {})[info["method"]] = bench["stats"]["median"]
+            medians.setdefault(info["case"], {})[info["method"]] = bench["stats"]["median"]
+    overheads: dict[tuple[str, str], float] = {}
     for bench in benchmarks:
         info = bench.get("extra_info", {})
-        medians = groups.get(info.get("case"), {})
-        median = bench["stats"]["median"]
-        if BATCHED in medians:
-            info["overhead"] = median / medians[BATCHED]
-        if "loop" in medians:
-            info["speedup"] = medians["loop"] / median
+        if "case" not in info or "method" not in info:
+            continue
+        stats = bench["stats"]
+        rounds = stats.get("data")
+        paired = (info.get("batched_rounds") or ()) if rounds else ()
+        figure = overhead(rounds or [stats["median"]], paired, medians[info["case"]].get(BATCHED))
+        if figure is not None:
+            overheads[info["case"], info["method"]] = info["overhead"] = figure
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        case, method = info.get("case"), info.get("method")
+        if (case, "loop") in overheads and (case, method) in overheads:
+            info["speedup"] = overheads[case, "loop"] / overheads[case, method]
+        elif "loop" in medians.get(case, {}):
+            info["speedup"] = medians[case]["loop"] / bench["stats"]["median"]
 
 
 def storage_name(machine_info: dict) -> str:
@@ -64,3 +100,42 @@ def storage_name(machine_info: dict) -> str:
         return f"{machine_info['machine_class']}-torch-{str(machine_info['torch']).replace('+', '-')}"
     except (KeyError, TypeError):
         raise BadInput("the run's machine_info names no machine_class and torch (not recorded by the harness?)") from None
+
+
+#: CPU flags that name SIMD extensions: what torch, oneDNN and MKL choose their kernels by, and
+#: so what decides the instructions a call executes.
+SIMD_FLAG_PREFIXES = ("sse", "ssse", "avx", "amx", "fma", "f16c", "asimd", "sve", "neon")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The CPU a run recorded (pytest-benchmark's ``machine_info["cpu"]``, from py-cpuinfo) and
+    its SIMD extensions. Times compare only between runs of the same machine; instruction counts
+    between runs of the same ISA (the same code path), whatever the CPU's speed."""
+
+    cpu: str
+    isa: frozenset[str]
+
+    @classmethod
+    def of(cls, machine_info: dict) -> Machine:
+        """The machine a run's ``machine_info`` describes (``unknown CPU`` where it names none)."""
+        cpu = machine_info.get("cpu") if isinstance(machine_info, dict) else None
+        if not isinstance(cpu, dict) or not cpu.get("brand_raw"):
+            return cls("unknown CPU", frozenset())
+        model = ", ".join(f"{field} {cpu[field]}" for field in ("family", "model", "stepping") if field in cpu)
+        flags = {str(flag).replace("_", "") for flag in cpu.get("flags") or ()}
+        return cls(
+            f"{cpu['brand_raw']} ({model})" if model else str(cpu["brand_raw"]),
+            frozenset(flag for flag in flags if flag.startswith(SIMD_FLAG_PREFIXES)),
+        )
+
+    @property
+    def isa_name(self) -> str:
+        """The widest extension: ``AMX``, ``AVX512``, ``AVX2``, ``AVX``, ``SVE``, ``NEON``, else ``SSE`` or ``unknown ISA``."""
+        for name, flag in (("AMX", "amxtile"), ("AVX512", "avx512f"), ("AVX2", "avx2"), ("AVX", "avx"), ("SVE", "sve"), ("NEON", "asimd")):
+            if flag in self.isa:
+                return name
+        return "SSE" if self.isa else "unknown ISA"
+
+    def __str__(self) -> str:
+        return f"{self.cpu}, {self.isa_name}"

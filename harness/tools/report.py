@@ -1,4 +1,4 @@
-"""Scorecard of one or more test runs: a Markdown table per check, and a speedup plot.
+"""Scorecard of one or more test runs: a Markdown table per check, and plots of the benchmarks against batch size.
 
     python -m harness report RESULTS... [--out results/report]
 
@@ -8,14 +8,18 @@ is searched, subfolders included, for ``*.xml`` and ``*.json``). The files of on
 torch version make one run; runs stand side by side, oldest torch first, labelled by the torch
 version the files record (and the folder's name where two runs share one).
 
-Writes ``scorecard.md`` (also printed) and ``speedup.png`` (where there are benchmarks) into
-``--out``. The scorecard holds, per run, the versions and the counts of passed, xfailed, failed
-and skipped tests; per check, device and precision, a row per model and method with its outcome
-(pass, xfail with the support matrix's reason, FAIL with the message) and the worst relative
-error against the reference that the tests record (``max_rel_err``); per benchmark case and
-method, the speedup over the loop and the overhead over the batched step; the seeds' element-wise
-claims as each run's machine measured them (``seed_max_abs_diff``). Skipped tests (no
-CUDA here) are counted, not shown as cells.
+Writes ``scorecard.md`` (also printed) into ``--out``, and where there are benchmarks, plots
+against the batch size, a panel per device and model and a colour per method: ``speedup.png``,
+``time_per_sample.png`` and, where the runs counted them, ``instructions_per_sample.png`` (log-log).
+The scorecard holds, per run, the versions and the counts of passed, xfailed, failed and skipped
+tests; per check, device and precision, a row per model and method with its outcome (pass, xfail
+with the support matrix's reason, FAIL with the message) and the worst relative error against the
+reference that the tests record (``max_rel_err``); per benchmark case and method, the speedup over
+the loop, the overhead over the batched step (the figure ``python -m harness compare`` judges,
+from :func:`~harness.benchmarks.records.overhead`), peak memory and the counts per call
+(instructions, CUDA kernel launches) where recorded; the seeds' element-wise claims as each run's
+machine measured them (``seed_max_abs_diff``). Skipped tests (no CUDA here) are counted, not
+shown as cells.
 
 Exit status: 0 written, 2 bad input (a missing file, a file that is neither JUnit XML nor
 pytest-benchmark JSON, no results at all) or an output folder that cannot be written.
@@ -28,18 +32,21 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from harness.benchmarks.records import BadInput, add_ratios, case_and_method, read_json
+from harness.benchmarks.records import BATCHED, COUNTERS, BadInput, add_ratios, case_and_method, read_json
 
 #: Peak memory figures a benchmark may carry: CUDA allocated bytes, CPU resident growth.
 PEAKS = ("peak_bytes", "peak_rss_bytes")
+#: What the report reads of each benchmark: its ratios, peaks and counts per call (``extra_info``),
+#: and its median time in seconds (``stats``, as ``median``).
+FIGURES = ("speedup", "overhead", *PEAKS, *COUNTERS)
 DEFAULT_OUT = Path("results/report")
-#: Where a benchmark case sits in the speedup plot: (device, model, batch size).
+#: Where a benchmark case sits in the plots: (device, model, batch size).
 Place = tuple[str, str, int]
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ class Outcome:
 @dataclass
 class ResultRun:
     """The results of one folder and torch version: tests by ``classname::name``, and benchmark
-    figures (``speedup``, ``overhead``, ``peak_bytes``, ``peak_rss_bytes``) by (case, method)."""
+    figures (:data:`FIGURES` and ``median``) by (case, method)."""
 
     folder: Path
     torch: str
@@ -148,7 +155,7 @@ def read_junit(path: Path) -> tuple[dict[str, str], dict[str, Outcome]]:
 
 
 def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], dict[str, float]], dict[str, Place]]:
-    """The machine info (torch, machine_class), each benchmark's speedup, overhead and peak memory,
+    """The machine info (torch, machine_class), each benchmark's :data:`FIGURES` and median time,
     and each case's device, model and batch size (as the benchmarks recorded them in ``extra_info``)."""
 
     data = read_json(path)
@@ -156,9 +163,8 @@ def read_benchmarks(path: Path) -> tuple[dict[str, str], dict[tuple[str, str], d
         add_ratios(data["benchmarks"])
         figures = {
             case_and_method(bench): {
-                name: float(value)
-                for name, value in (bench.get("extra_info") or {}).items()
-                if name in ("speedup", "overhead", *PEAKS)
+                "median": float(bench["stats"]["median"]),
+                **{name: float(value) for name, value in (bench.get("extra_info") or {}).items() if name in FIGURES and value is not None},
             }
             for bench in data["benchmarks"]
         }
@@ -408,20 +414,30 @@ def _ratio(figures: dict[str, float] | None, name: str) -> str:
     return f"{figures[name]:#.3g}x"
 
 
-def _benchmarks(runs: Sequence[ResultRun], plot: str | None) -> list[str]:
+def _mib(figures: dict[str, float] | None, name: str) -> str:
+    return f"{figures[name] / 2**20:.1f} MiB" if figures and name in figures else "—"
+
+
+def _count(figures: dict[str, float] | None, name: str) -> str:
+    return f"{figures[name]:,.0f}" if figures and name in figures else "—"
+
+
+def _benchmarks(runs: Sequence[ResultRun], plots: Sequence[tuple[str, str]]) -> list[str]:
     keys = _grouped(key for run in runs for key in run.benchmarks)
     if not keys:
         return []
-    columns = [("speedup", _ratio), ("overhead", _ratio)]
-    for peak in PEAKS:
-        if any(peak in f for run in runs for f in run.benchmarks.values()):
-            columns.append((peak, lambda f, n: f"{f[n] / 2**20:.1f} MiB" if f and n in f else "—"))
+    columns: list[tuple[str, Callable[[dict[str, float] | None, str], str]]] = [("speedup", _ratio), ("overhead", _ratio)]
+    recorded = {name for run in runs for figures in run.benchmarks.values() for name in figures}
+    columns += [(name, _mib) for name in PEAKS if name in recorded]
+    columns += [(name, _count) for name in COUNTERS if name in recorded]
     header = [f"{name.replace('_', ' ')}, {run.label}" for name, _ in columns for run in runs]
     lines = [
         "## Speed",
         "",
-        "Speedup: the loop's median time over the method's (higher is faster); overhead: the method's "
-        "median over the plain batched forward+backward's (1 is free). Both from the same run.",
+        "Overhead: the method's time over the plain batched forward+backward's (1 is free), round by round "
+        "against the batched step timed just before each round where the run paired them (the figure "
+        "`python -m harness compare` judges); speedup: the loop's overhead over the method's (higher is "
+        "faster). Both from the same run. Instructions and kernel launches: per call, where the run counted them.",
         "",
         "| case | method | " + " | ".join(header) + " |",
         "|---|---|" + "---|" * len(header),
@@ -429,13 +445,13 @@ def _benchmarks(runs: Sequence[ResultRun], plot: str | None) -> list[str]:
     for case, method in keys:
         values = [fmt(run.benchmarks.get((case, method)), name) for name, fmt in columns for run in runs]
         lines.append(f"| {case} | {method} | " + " | ".join(values) + " |")
-    if plot:
-        lines += ["", f"![speedup vs batch size]({plot})"]
+    if plots:
+        lines += ["", *(f"![{caption}]({file})" for caption, file in plots)]
     return [*lines, ""]
 
 
-def scorecard(runs: Sequence[ResultRun], plot: str | None = None) -> str:
-    """The Markdown scorecard; ``plot`` is the speedup PNG's path relative to it, if one was drawn."""
+def scorecard(runs: Sequence[ResultRun], plots: Sequence[tuple[str, str]] = ()) -> str:
+    """The Markdown scorecard; ``plots`` are the (caption, path relative to it) of the plots drawn."""
     notes = Notes()
     lines = ["# Per-sample-gradient scorecard", "", *_counts_table(runs), ""]
     correctness = _correctness(runs, notes)
@@ -451,7 +467,7 @@ def scorecard(runs: Sequence[ResultRun], plot: str | None = None) -> str:
     if notes.reasons:
         lines += ["## Expected failures (strict xfail, from the support matrix)", ""]
         lines += [f"{n}. {reason}" for reason, n in notes.reasons.items()] + [""]
-    lines += _seed_claims(runs) + _other_failures(runs) + _benchmarks(runs, plot)
+    lines += _seed_claims(runs) + _other_failures(runs) + _benchmarks(runs, plots)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -470,10 +486,47 @@ def method_colors(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
     return dict(zip(methods, palette, strict=True))
 
 
-def plot_speedup(runs: Sequence[ResultRun], path: Path) -> bool:
-    """Speedup against batch size, a panel per device and model, a line per method (and run).
+def _in_order(methods: Iterable[str]) -> list[str]:
+    """The batched step, the loop, then the methods by name: the same colours whatever order the benchmarks ran in."""
+    return sorted(methods, key=lambda method: (method != BATCHED, method != "loop", method))
 
-    Returns False, writing nothing, where no run holds a speedup.
+
+def _per_sample(name: str) -> Callable[[dict[str, float], int], float | None]:
+    return lambda figures, batch_size: figures[name] / batch_size if name in figures else None
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of the report: a figure of each benchmark against its case's batch size, log-log."""
+
+    file: str
+    caption: str
+    ylabel: str
+    value: Callable[[dict[str, float], int], float | None]
+    #: Methods the figure says nothing about (the loop's speedup over itself).
+    leave_out: tuple[str, ...] = ()
+    #: A horizontal line to read the figures against (speedup 1: the loop).
+    reference: float | None = None
+
+
+PLOTS = (
+    Plot(
+        "speedup.png", "speedup vs batch size", "speedup vs loop (1 = the loop)",
+        lambda figures, _: figures.get("speedup"), leave_out=("loop",), reference=1.0,
+    ),
+    Plot("time_per_sample.png", "time per sample vs batch size", "median time per sample (s)", _per_sample("median")),
+    Plot(
+        "instructions_per_sample.png", "instructions per sample vs batch size",
+        "CPU instructions per sample (one call / B)", _per_sample("instructions"),
+    ),
+)
+
+
+def plot_against_batch_size(runs: Sequence[ResultRun], plot: Plot, path: Path) -> bool:
+    """``plot``'s figure against batch size, a panel per device and model, a line per method (and
+    run), each method in its colour of :func:`method_colors` over every method of the runs.
+
+    Returns False, writing nothing, where no benchmark has the figure.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -484,25 +537,27 @@ def plot_speedup(runs: Sequence[ResultRun], path: Path) -> bool:
     for run in runs:
         for (case, method), figures in run.benchmarks.items():
             place = run.places.get(case)
-            if place is None or "speedup" not in figures or method == "loop":
+            if place is None or method in plot.leave_out:
                 continue
             device, model, batch_size = place
-            lines = panels.setdefault((device, model), {})
-            lines.setdefault((method, run.label), []).append((batch_size, figures["speedup"]))
+            value = plot.value(figures, batch_size)
+            if value is not None:
+                panels.setdefault((device, model), {}).setdefault((method, run.label), []).append((batch_size, value))
     if not panels:
         return False
-    methods = list(dict.fromkeys(m for lines in panels.values() for m, _ in lines))
-    colors = method_colors(methods)
+    colors = method_colors(_in_order({method for run in runs for _, method in run.benchmarks}))
+    methods = _in_order({m for lines in panels.values() for m, _ in lines})
     styles = {run.label: (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))[i % 4] for i, run in enumerate(runs)}
     fig = Figure(figsize=(4.5 * len(panels), 4.2), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, ((device, model), lines) in zip(axes, panels.items(), strict=True):
         for (method, label), points in lines.items():
             xs, ys = zip(*sorted(points), strict=True)
             linestyle, marker = styles[label]
             ax.plot(xs, ys, marker=marker, color=colors[method], linestyle=linestyle, alpha=0.8)
-        ax.axhline(1.0, color="gray", linewidth=0.8)
+        if plot.reference is not None:
+            ax.axhline(plot.reference, color="gray", linewidth=0.8)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         batches = sorted({x for points in lines.values() for x, _ in points})
@@ -510,7 +565,7 @@ def plot_speedup(runs: Sequence[ResultRun], path: Path) -> bool:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_title(f"{model} ({device})")
         ax.set_xlabel("batch size")
-    axes[0].set_ylabel("speedup vs loop (loop time / method time; 1 = loop)")
+    axes[0].set_ylabel(plot.ylabel)
     handles = [Line2D([], [], color=colors[m], linewidth=4, label=m) for m in methods]
     if len(runs) > 1:
         handles += [Line2D([], [], color="black", linestyle=styles[r.label][0], marker=styles[r.label][1], label=r.label) for r in runs]
@@ -528,7 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT,
-        help=f"folder for scorecard.md and speedup.png (default {DEFAULT_OUT}/)",
+        help=f"folder for scorecard.md and the plots (default {DEFAULT_OUT}/)",
     )
     args = parser.parse_args(argv)
     try:
@@ -538,15 +593,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    png = args.out / "speedup.png"
     try:
         args.out.mkdir(parents=True, exist_ok=True)
-        png.unlink(missing_ok=True)
-        text = scorecard(runs, png.name if plot_speedup(runs, png) else None)
+        drawn = []
+        for plot in PLOTS:
+            (args.out / plot.file).unlink(missing_ok=True)
+            if plot_against_batch_size(runs, plot, args.out / plot.file):
+                drawn.append(plot)
+        text = scorecard(runs, [(plot.caption, plot.file) for plot in drawn])
         (args.out / "scorecard.md").write_text(text)
     except OSError as exc:
         print(f"error: cannot write to {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(text, end="")
-    print(f"wrote {args.out / 'scorecard.md'}" + (f" and {png}" if png.exists() else ""), file=sys.stderr)
+    print(f"wrote {', '.join(str(args.out / name) for name in ['scorecard.md', *(plot.file for plot in drawn)])}", file=sys.stderr)
     return 0

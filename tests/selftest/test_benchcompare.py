@@ -22,9 +22,12 @@ def rounds(median: float, n: int = 30, spread: float = 0.02, seed: int = 0) -> l
     return [median * (1 + rng.uniform(-spread, spread)) for _ in range(n)]
 
 
-def write_run(path: Path, times: dict[str, list[float]], case: str = CASE, **extra: dict[str, object]) -> Path:
+def write_run(
+    path: Path, times: dict[str, list[float]], case: str = CASE, cpu: dict | None = None, **extra: dict[str, object]
+) -> Path:
     """A minimal pytest-benchmark JSON file with one benchmark per method of ``case``, on a
-    2-core machine; ``extra`` adds ``extra_info`` entries per method (``vmap={"load": 3.0}``)."""
+    2-core machine (whose ``cpu`` py-cpuinfo describes, if given); ``extra`` adds ``extra_info``
+    entries per method (``vmap={"load": 3.0}``)."""
     benchmarks = [
         {
             "group": case,
@@ -37,6 +40,8 @@ def write_run(path: Path, times: dict[str, list[float]], case: str = CASE, **ext
         for method, data in times.items()
     ]
     info = {"node": "test", "cpus": 2, "machine_class": "cpu-2cores", "torch": "2.14.0+cu130"}
+    if cpu is not None:
+        info["cpu"] = cpu
     path.write_text(json.dumps({"machine_info": info, "benchmarks": benchmarks, "version": "5.3.1"}))
     return path
 
@@ -49,6 +54,11 @@ def run(tmp_path: Path, base: dict, cur: dict, *args: str, capsys) -> tuple[int,
 
 def line(out: str, method: str) -> str:
     return next(row for row in out.splitlines() if f"| {method} |" in row)
+
+
+def cells(row: str) -> list[str]:
+    """A Markdown table row's cells."""
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
 
 
 def memory_line(out: str, method: str) -> str:
@@ -68,7 +78,7 @@ def test_a_25_percent_slowdown_is_a_regression(tmp_path, capsys):
     code, out, _ = run(tmp_path, base, cur, capsys=capsys)
     assert code == 1
     assert "REGRESSION" in line(out, "vmap") and "+24." in line(out, "vmap")
-    assert "1 regression(s) in 1 comparison(s) against 1 baseline run(s)" in out
+    assert "1 regression(s) in 1 time comparison(s) against 1 baseline run(s)" in out
 
 
 def test_a_speed_up_is_an_improvement_not_a_failure(tmp_path, capsys):
@@ -92,7 +102,8 @@ def test_a_run_whose_batched_step_drifted_too_far_is_not_judged_by_ratios(tmp_pa
     base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
     cur = {"batched": rounds(2.0, seed=3), "vmap": rounds(3.2, seed=4)}
     code, out, _ = run(tmp_path, base, cur, capsys=capsys)
-    assert code == 0 and "not judged: batched step 2x the baseline's" in line(out, "vmap")
+    assert code == 3 and "not judged: batched step 2x the baseline's" in line(out, "vmap")
+    assert "UNJUDGED: 0 of 1 benchmark(s) judged by time or count, fewer than 50% (1 with the batched step beyond --max-drift" in out
     code, out, _ = run(tmp_path, base, cur, "--max-drift", "2.5", capsys=capsys)
     assert code == 0 and "improved" in line(out, "vmap")
 
@@ -141,10 +152,10 @@ def test_several_current_runs_are_judged_by_their_median(tmp_path, capsys):
 def test_a_run_recorded_under_load_is_not_judged(tmp_path, capsys):
     base = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2)}
     cur = write_run(tmp_path / "cur.json", {"batched": rounds(1.0, seed=3), "vmap": rounds(4.0, seed=4)}, vmap={"load": 2.5})
-    assert main([str(write_run(tmp_path / "base.json", base)), str(cur)]) == 0
+    assert main([str(write_run(tmp_path / "base.json", base)), str(cur)]) == 3
     out = capsys.readouterr().out
     assert "not judged: load 2.5 on 2 cores" in line(out, "vmap")
-    assert "1 comparison(s) not judged: every current run was recorded with the load at or above the core count" in out
+    assert "1 time comparison(s) not judged: 1 recorded at a load at or above the core count in every current run" in out
     quiet = write_run(tmp_path / "quiet.json", {"batched": rounds(1.0, seed=5), "vmap": rounds(4.0, seed=6)}, vmap={"load": 1.2})
     assert main([str(tmp_path / "base.json"), "--current", str(cur), str(quiet)]) == 1
     assert "REGRESSION" in line(capsys.readouterr().out, "vmap")
@@ -240,6 +251,13 @@ def test_the_module_entry_point_names_an_unknown_command_and_lists_them():
     assert all(f"  {name} " in proc.stderr for name in ("compare", "check-env", "report", "same-verdicts", "support-table"))
 
 
+def test_compare_help_names_the_options_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit.value.code == 0 and "--count-threshold" in out and "fewer than 50% of the benchmarks" in out
+
+
 def test_the_module_entry_point_help_lists_the_commands_and_exits_0():
     proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and re.search(r"\n  same-verdicts +check that several runs", proc.stdout)
@@ -267,3 +285,177 @@ def test_each_benchmark_gets_its_overhead_and_speedup():
     vmap = benchmarks[2]["extra_info"]
     assert vmap["overhead"] == pytest.approx(4.0) and vmap["speedup"] == pytest.approx(4.0)
     assert benchmarks[1]["extra_info"]["speedup"] == pytest.approx(1.0)
+
+
+# Counts, machines, and a guard that judged too little.
+
+#: py-cpuinfo's view of three CPUs: two models with the same SIMD extensions, and one with AVX-512.
+AVX2_CPU = {"brand_raw": "AMD EPYC", "family": 25, "model": 1, "stepping": 1, "flags": ["avx", "avx2", "fma", "sse4_2"]}
+AVX2_CPU_FASTER = {**AVX2_CPU, "model": 17}
+AVX512_CPU = {**AVX2_CPU, "family": 26, "model": 2, "flags": [*AVX2_CPU["flags"], "avx512f", "avx512_vnni"]}
+TIMES = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2), "loop": rounds(9.0, seed=3)}
+
+
+def counted(instructions: dict[str, int], **extra: dict[str, object]) -> dict[str, dict[str, object]]:
+    """``extra_info`` per method: its instruction count per call, and whatever else is given."""
+    return {method: {"instructions": count, **extra.get(method, {})} for method, count in instructions.items()}
+
+
+def count_line(out: str, method: str) -> str:
+    return line(out.split("| count per call |", 1)[1], method)
+
+
+@pytest.mark.parametrize("increase, verdict, code", [(0.03, "MORE WORK", 1), (0.005, "ok", 0), (-0.03, "less work", 0)])
+def test_an_instruction_count_3_percent_up_is_more_work_and_half_a_percent_is_not(tmp_path, capsys, increase, verdict, code):
+    base = write_run(tmp_path / "base.json", TIMES, **counted({"batched": 10**8, "vmap": 4 * 10**8}))
+    cur = write_run(tmp_path / "cur.json", TIMES, **counted({"batched": 10**8, "vmap": round(4 * 10**8 * (1 + increase))}))
+    assert main([str(base), str(cur)]) == code
+    out = capsys.readouterr().out
+    assert f"| instructions | 400,000,000 | {round(4e8 * (1 + increase)):,} | {increase:+.2%} | 1.00% | {verdict} |" in count_line(out, "vmap")
+    assert "| ok |" in line(out, "vmap") and "| instructions | 100,000,000 | 100,000,000 | +0.00% | 1.00% | ok |" in count_line(out, "batched")
+    assert f"{code} MORE WORK in 2 instructions comparison(s) (allowed: 1.0% or 2x the baseline runs' spread)" in out
+    assert main([str(base), str(cur), "--count-threshold", "0.04"]) == 0
+    assert "| 4.00% | ok |" in count_line(capsys.readouterr().out, "vmap")
+
+
+def test_the_spread_of_several_baseline_runs_counts_widens_the_allowance(tmp_path, capsys):
+    """Counts 1000, 1010 and 1020 (median 1010, spread 10): 2x the spread allows +20, not +30."""
+    paths = [write_run(tmp_path / f"base{n}.json", TIMES, **counted({"vmap": n})) for n in (1000, 1010, 1020)]
+    for count, code in ((1030, 0), (1040, 1)):
+        cur = write_run(tmp_path / "cur.json", TIMES, **counted({"vmap": count}))
+        assert main([*map(str, paths), str(cur)]) == code
+        assert ("MORE WORK" in count_line(capsys.readouterr().out, "vmap")) == bool(code)
+
+
+def test_several_current_runs_counts_are_judged_by_their_median(tmp_path, capsys):
+    base = write_run(tmp_path / "base.json", TIMES, **counted({"vmap": 1000}))
+    for counts, code in (((1000, 1030, 1000), 0), ((1030, 1000, 1030), 1)):
+        currents = [write_run(tmp_path / f"cur{i}.json", TIMES, **counted({"vmap": n})) for i, n in enumerate(counts)]
+        assert main([str(base), "--current", *map(str, currents)]) == code
+        assert ("| 1,000 | 1,030 | +3.00% | 1.00% | MORE WORK |" in count_line(capsys.readouterr().out, "vmap")) == bool(code)
+
+
+def test_one_kernel_launch_more_per_call_is_more_launches(tmp_path, capsys):
+    base = write_run(tmp_path / "base.json", TIMES, vmap={"kernel_launches": 300}, loop={"kernel_launches": 2000})
+    cur = write_run(tmp_path / "cur.json", TIMES, vmap={"kernel_launches": 301}, loop={"kernel_launches": 2000})
+    assert main([str(base), str(cur)]) == 1
+    out = capsys.readouterr().out
+    assert "| kernel launches | 300 | 301 | +0.33% | 0.00% | MORE LAUNCHES |" in count_line(out, "vmap")
+    assert "| kernel launches | 2,000 | 2,000 | +0.00% | 0.00% | ok |" in count_line(out, "loop")
+    assert "1 MORE LAUNCHES in 2 kernel launches comparison(s) (allowed: none beyond 2x the baseline runs' spread)" in out
+
+
+def test_cuda_peak_bytes_are_held_to_the_count_threshold_and_cpu_pages_are_not(tmp_path, capsys):
+    mib = 2**20
+    for kind, verdict, code in (("peak_bytes", "HUNGRIER", 1), ("peak_rss_bytes", "ok", 0)):
+        base = write_run(tmp_path / "base.json", TIMES, vmap={kind: 100 * mib})
+        cur = write_run(tmp_path / "cur.json", TIMES, vmap={kind: 103 * mib})
+        assert main([str(base), str(cur)]) == code, kind
+        assert f"| +3.0% | {1.0 if kind == 'peak_bytes' else 10.0} | {verdict} |" in memory_line(capsys.readouterr().out, "vmap")
+
+
+def loaded(methods: dict, load: float = 2.9) -> dict[str, dict[str, object]]:
+    return {method: {"load": load} for method in methods}
+
+
+@pytest.mark.parametrize(
+    "current, reason",
+    [
+        ({"times": TIMES, **loaded(TIMES)}, "2 recorded at a load at or above the core count in every current run"),
+        ({"times": {m: [2 * t for t in r] if m == "batched" else [1.6 * t for t in r] for m, r in TIMES.items()}},
+         "2 with the batched step beyond --max-drift of the baseline runs' in every current run"),
+        ({"times": TIMES, "cpu": AVX2_CPU_FASTER}, "2 with no baseline run on this CPU"),
+    ],
+    ids=["high-load", "drifted", "another-cpu"],
+)
+def test_a_comparison_that_judged_nothing_fails_unless_allowed(tmp_path, capsys, current, reason):
+    base = write_run(tmp_path / "base.json", TIMES, cpu=AVX2_CPU)
+    cur = write_run(tmp_path / "cur.json", **{"cpu": AVX2_CPU, **current})
+    assert main([str(base), str(cur)]) == 3
+    out = capsys.readouterr().out
+    assert f"UNJUDGED: 0 of 2 benchmark(s) judged by time or count, fewer than 50% ({reason}); " in out
+    assert "0 regression(s) in 0 time comparison(s)" in out
+    for method in ("vmap", "loop"):
+        _, _, _, current, change, _, p, verdict = cells(line(out, method))
+        assert (current, change, p) == ("—", "—", "—") and verdict.startswith("not judged: ")
+    assert "nan" not in out.lower() and "p = 1" not in out
+    assert main([str(base), str(cur), "--allow-unjudged"]) == 0
+    assert "UNJUDGED" not in capsys.readouterr().out
+
+
+def test_half_the_benchmarks_judged_is_enough_and_fewer_is_not(tmp_path, capsys):
+    times = {**TIMES, "functorch": rounds(3.0, seed=4), "ghost": rounds(5.0, seed=5)}
+    base = write_run(tmp_path / "base.json", times)
+    for under_load, code in ((("vmap", "loop"), 0), (("vmap", "loop", "functorch"), 3)):
+        cur = write_run(tmp_path / "cur.json", times, **loaded(under_load))
+        assert main([str(base), str(cur)]) == code
+        out = capsys.readouterr().out
+        assert f"{len(under_load)} time comparison(s) not judged" in out
+        assert ("UNJUDGED: 1 of 4 benchmark(s) judged by time or count, fewer than 50%" in out) == bool(code)
+        assert ("UNJUDGED" in out) == bool(code)
+
+
+def test_rows_that_were_judged_without_a_test_show_no_p_value(tmp_path, capsys):
+    code, out, _ = run(tmp_path, TIMES, TIMES, capsys=capsys)
+    assert code == 0 and line(out, "vmap").endswith("| 10% | — | ok |")
+
+
+def test_counts_are_judged_at_any_load_and_count_as_judged(tmp_path, capsys):
+    base = write_run(tmp_path / "base.json", TIMES, **counted({"vmap": 1000, "loop": 5000}))
+    cur = write_run(tmp_path / "cur.json", TIMES, **counted({"vmap": 1000, "loop": 5200}, **loaded(TIMES)))
+    assert main([str(base), str(cur)]) == 1
+    out = capsys.readouterr().out
+    assert "not judged: load 2.9 on 2 cores" in line(out, "vmap") and "MORE WORK" in count_line(out, "loop")
+    cur = write_run(tmp_path / "cur.json", TIMES, **counted({"vmap": 1000, "loop": 5000}, **loaded(TIMES)))
+    assert main([str(base), str(cur)]) == 0
+    assert "UNJUDGED" not in capsys.readouterr().out
+
+
+def test_another_cpu_is_not_judged_by_time_but_by_counts_of_the_same_isa(tmp_path, capsys):
+    """A 2x faster CPU of the same machine class: its times say nothing against the baseline's,
+    its instruction counts do where the SIMD extensions (the kernels run) are the same."""
+    base = write_run(tmp_path / "base.json", TIMES, cpu=AVX2_CPU, **counted({"vmap": 1000, "loop": 5000}))
+    fast = {m: [t / 2 for t in r] for m, r in TIMES.items()}
+    cur = write_run(tmp_path / "cur.json", fast, cpu=AVX2_CPU_FASTER, **counted({"vmap": 1000, "loop": 5000}))
+    assert main([str(base), str(cur)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        "this run's machine: AMD EPYC (family 25, model 17, stepping 1), AVX2; 1 of 1 baseline run(s) were recorded on "
+        "another (AMD EPYC (family 25, model 1, stepping 1), AVX2): times are judged against the 0 of this CPU, counts "
+        "(where recorded) against the 1 of its ISA"
+    )
+    assert "| vmap | — | — | — | — | — | not judged: no baseline run on this CPU |" in line(out, "vmap")
+    assert "| ok |" in count_line(out, "vmap") and "UNJUDGED" not in out
+    other_isa = write_run(tmp_path / "avx512.json", fast, cpu=AVX512_CPU, **counted({"vmap": 1000, "loop": 5000}))
+    assert main([str(base), str(other_isa)]) == 3
+    out = capsys.readouterr().out
+    assert "| count per call |" not in out and "UNJUDGED: 0 of 2 benchmark(s) judged" in out
+    assert "against the 0 of its ISA" in out and "AVX512" in out
+
+
+def test_auto_stores_the_runs_of_a_cpu_it_has_no_baseline_of_when_asked(tmp_path, capsys):
+    from harness.benchmarks.judge import baseline_folder
+
+    root = tmp_path / "stored-baselines"
+    first = write_run(tmp_path / "first.json", TIMES, cpu=AVX2_CPU)
+    assert main(["auto", str(first), "--baselines", str(root), "--if-missing", "store"]) == 0
+    capsys.readouterr()
+    other = write_run(tmp_path / "other.json", TIMES, cpu=AVX2_CPU_FASTER)
+    assert main(["auto", str(other), "--baselines", str(root)]) == 3
+    assert "not judged: no baseline run on this CPU" in line(capsys.readouterr().out, "vmap")
+    assert main(["auto", str(other), "--baselines", str(root), "--if-missing", "store"]) == 0
+    assert "no stored run of this CPU (AMD EPYC (family 25, model 17, stepping 1), AVX2): stored" in capsys.readouterr().out
+    folder = baseline_folder(root, json.loads(first.read_text())["machine_info"])
+    assert sorted(p.name for p in folder.glob("*/*.json")) == ["0001_baseline.json", "0002_baseline.json"]
+    assert main(["auto", str(other), "--baselines", str(root)]) == 0
+    assert "| ok |" in line(capsys.readouterr().out, "vmap"), "judged against the run of its own CPU"
+
+
+def test_current_runs_of_different_machines_and_bad_counts_are_bad_input(tmp_path, capsys):
+    base = write_run(tmp_path / "base.json", TIMES)
+    one, two = (write_run(tmp_path / f"{cpu['model']}.json", TIMES, cpu=cpu) for cpu in (AVX2_CPU, AVX2_CPU_FASTER))
+    assert main([str(base), "--current", str(one), str(two)]) == 2
+    assert "the current runs were recorded on different machines" in capsys.readouterr().err
+    bad = write_run(tmp_path / "bad.json", TIMES, vmap={"instructions": "many"})
+    assert main([str(base), str(bad)]) == 2
+    assert "records instructions 'many', not a count" in capsys.readouterr().err
