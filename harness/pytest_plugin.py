@@ -65,6 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"{', '.join(REFERENCES)} always run); default: every registered method",
     )
     group.addoption(
+        "--instructions",
+        action="store_true",
+        help="with -m benchmark: also count the CPU instructions of one call of every counted CPU benchmark "
+        "under valgrind's callgrind (one worker process for the run), into the JSON's extra_info",
+    )
+    group.addoption(
         "--baselines",
         metavar="DIR",
         help="where benchmark runs are stored (--benchmark-autosave, --benchmark-compare) and found: "
@@ -135,6 +141,12 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     use_profile(config.getoption("hypothesis_profile", None))
+    if config.getoption("instructions"):
+        from harness.benchmarks.instructions import valgrind_missing
+
+        reason = valgrind_missing()
+        if reason is not None:
+            raise pytest.UsageError(f"--instructions: {reason}")
     if hasattr(config.option, "benchmark_save_data"):
         # before pytest-benchmark reads its options: keep raw rounds (the compare step tests
         # them), and store runs per machine class and torch version under baselines/ (its
@@ -245,6 +257,22 @@ def parametrize_with_checks(methods: Iterable[str], grids: Iterable[str] | None 
         ("trial", "check"),
         [pytest.param(trial, check, id=f"{grid}-{trial.id}", marks=_param(trial).marks) for grid, trial, check in selected],
     )
+
+
+@pytest.fixture(scope="session")
+def psg_instruction_counter(pytestconfig: pytest.Config) -> Iterator[object | None]:
+    """With ``--instructions``: one callgrind worker for the whole run, which imports the modules
+    given with ``-p`` (a plugin's methods are counted as they run here); None otherwise."""
+    if not pytestconfig.getoption("instructions"):
+        yield None
+        return
+    import sys
+
+    from harness.benchmarks.instructions import InstructionCounter
+
+    plugins = [name for name in pytestconfig.option.plugins or () if not name.startswith("no:") and name in sys.modules]
+    with InstructionCounter(plugins=plugins) as counter:
+        yield counter
 
 
 @pytest.fixture

@@ -25,6 +25,11 @@ BENCHMARK_CASES = (
     ("resnet18_gn_noinplace", 128, True),
 )
 
+#: The CPU cases whose calls ``--instructions`` counts under callgrind, which runs a call 50 to
+#: 100 times slower than natively: the small models at the small batch sizes, so that counting
+#: every method stays within minutes (simple_cnn at B=64 took 120 s per call).
+COUNTED_CASES = frozenset({*(("mlp", b) for b in BATCH_SWEEP["mlp"]), ("smooth_cnn", 1), ("smooth_cnn", 8)})
+
 
 @dataclass(frozen=True)
 class BenchmarkTrial(Trial):
@@ -41,6 +46,11 @@ class BenchmarkTrial(Trial):
     def quantity(self) -> str:
         """What is timed: the method's gradients where it gives them, else its clipped step, else its norms."""
         return timed_methods().get(self.method or BATCHED, "grads")
+
+    @property
+    def counted(self) -> bool:
+        """Whether ``--instructions`` counts this trial's call (a CPU case of :data:`COUNTED_CASES`)."""
+        return self.device == "cpu" and (self.model, self.batch_size) in COUNTED_CASES
 
     @property
     def cannot_run(self) -> ExpectedFailure | None:

@@ -3,6 +3,8 @@
 Not part of the default run. Store a run with ``--benchmark-json=FILE`` (or
 ``--benchmark-autosave``, into ``baselines/<class>-torch-<version>/``) and judge it with
 ``python -m harness compare``; heavy cases also carry ``slow`` (``-m "benchmark and slow"``).
+With ``--instructions`` each counted CPU case also records the instructions of one call
+(callgrind); on CUDA every case records the kernel launches of one call.
 """
 
 import os
@@ -11,12 +13,20 @@ import pytest
 import torch
 
 from harness.benchmarks.records import BATCHED
-from harness.benchmarks.timing import ROUNDS, THREADS, WARMUP_ROUNDS, PairedBatched, peak_rss_bytes, workload
+from harness.benchmarks.timing import (
+    ROUNDS,
+    THREADS,
+    WARMUP_ROUNDS,
+    PairedBatched,
+    kernel_launches,
+    peak_rss_bytes,
+    workload,
+)
 from harness.pytest_plugin import parametrize
 
 
 @parametrize("benchmark")
-def test_benchmark(trial, benchmark):
+def test_benchmark(trial, benchmark, psg_instruction_counter):
     row = trial.cannot_run
     if row is not None:
         pytest.skip(f"{trial.method} cannot run on {trial.model} (support matrix): {row.describe()}")
@@ -36,6 +46,11 @@ def test_benchmark(trial, benchmark):
         benchmark.extra_info["batched_rounds"] = paired.rounds[-ROUNDS:]
     if case.device.type == "cuda":
         benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()
+        benchmark.extra_info["kernel_launches"] = kernel_launches(call)
     else:
         benchmark.extra_info["peak_rss_bytes"] = peak_rss_bytes(call)
+        if psg_instruction_counter is not None and trial.counted:
+            benchmark.extra_info["instructions"] = psg_instruction_counter.count(
+                trial.model, trial.batch_size, trial.method, benchmark.extra_info["quantity"]
+            )
     benchmark.extra_info["load"] = os.getloadavg()[0]
