@@ -108,6 +108,31 @@ def peak_rss_bytes(call: Callable[[], None]) -> int | None:
         return None
 
 
+#: Device events that copy or fill memory rather than run a kernel (torch.profiler's names).
+_NOT_KERNELS = ("Memcpy", "Memset")
+
+
+def kernel_launches(call: Callable[[], None]) -> int:
+    """The CUDA kernels one call runs, counted by torch.profiler's CUDA activity (copies and
+    fills left out): a count of the work a call queues, steadier than its time on a shared GPU.
+
+    Counts exactly one call: warm it up first (a first call also initialises cuBLAS and the
+    caching allocator). Raises RuntimeError where CUDA is not available.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("kernel_launches counts CUDA kernels, and CUDA is not available here")
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        call()
+        torch.cuda.synchronize()
+    return sum(
+        1 for event in prof.events() if event.device_type == DeviceType.CUDA and not event.name.startswith(_NOT_KERNELS)
+    )
+
+
 def machine_class() -> str:
     """What a baseline carries across: the GPU's name, or the CPU core count (``cpu-2cores``)."""
     if torch.cuda.is_available():
