@@ -1,0 +1,632 @@
+"""The instruction-count tier: the CPU instructions of one benchmark call, counted under callgrind.
+
+Wall-clock time on a shared machine drifts by tens of percent; the instructions a call executes do
+not. :class:`InstructionCounter` starts one worker process under valgrind's callgrind and keeps it
+for every count, because importing torch under valgrind is most of a start (25 s here with the
+instrumentation off, 140-170 s with it on, as ``torch.utils.benchmark``'s ``collect_callgrind``
+runs it for each measurement). For each request the worker
+
+1. builds the benchmark trial's case and its :func:`~harness.benchmarks.timing.workload` (one
+   torch thread, float32, CPU), uninstrumented, and warms it up with ``warmup_calls`` calls, or as
+   many as fit in ``warmup_s`` seconds once two are made (CPython 3.11 quickens a function after
+   8 calls and specializes it after that: the first calls of mlp's vmap counted 1.5% more, which
+   matters little to calls that take seconds under valgrind);
+2. collects garbage, then switches callgrind's instrumentation on (a client request; ``vgdb``
+   where the request is not available), makes one uncounted call (valgrind translates the code
+   anew, with the instrumentation), and counts ``rounds`` rounds of ``calls_per_round`` calls,
+   each between a collection toggle and a dump, less what an empty round counts;
+3. switches the instrumentation off again, so the next case is set up at the uninstrumented speed.
+
+The per-call figure is the smallest round: CPython's adaptive interpreter re-specializes some
+instructions now and then, which adds up to 1% to one call and nothing to the next; work the
+method does on every call is in every round. Counts are made on the code paths valgrind's CPU
+offers (it hides AVX-512, so oneDNN takes its AVX2 kernels): compare counts with counts, never
+with a native run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import mmap
+import os
+import platform
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.benchmarks.records import BATCHED
+
+#: Uninstrumented calls before counting: CPython 3.11 quickens a function after 8 calls.
+WARMUP_CALLS = 10
+#: Seconds of warm-up after which no further warm-up call is made (once two are).
+WARMUP_S = 2.0
+#: Warm-up calls made however long they take.
+_MIN_WARMUP_CALLS = 2
+#: Rounds counted per request, each ending in a dump (about 0.5 s each for a call of mlp); the
+#: smallest round is the figure.
+ROUNDS = 3
+#: Calls per round; a round's count is divided by them.
+CALLS_PER_ROUND = 1
+#: Seconds the worker may take to start (import torch and the methods under valgrind: 35 s here).
+STARTUP_TIMEOUT_S = 300.0
+#: Seconds one count may take: set-up, warm-up and the counted calls of one method on one case.
+COUNT_TIMEOUT_S = 600.0
+#: How the worker switches the instrumentation on and off: a client request (x86-64), or vgdb.
+SWITCHES = ("client-request", "vgdb")
+
+#: callgrind's client request codes (valgrind/callgrind.h, valgrind/valgrind.h).
+_RUNNING_ON_VALGRIND = 0x1001
+_CALLGRIND_BASE = (ord("C") << 24) | (ord("T") << 16)
+_START_INSTRUMENTATION = _CALLGRIND_BASE + 4
+_STOP_INSTRUMENTATION = _CALLGRIND_BASE + 5
+#: ``uint64_t request(uint64_t args[6])`` for x86-64: valgrind.h's client-request sequence (rotate
+#: rdi by 3, 13, 61 and 51 bits, a no-op; then ``xchg rbx, rbx`` with rax pointing at the arguments
+#: and rdx holding the default result, 0). Natively it returns 0; under valgrind, the answer.
+_AMD64_CLIENT_REQUEST = bytes.fromhex(
+    "4889f8"  # mov rax, rdi
+    "31d2"  # xor edx, edx
+    "48c1c703"  # rol rdi, 3
+    "48c1c70d"  # rol rdi, 13
+    "48c1c73d"  # rol rdi, 61
+    "48c1c733"  # rol rdi, 51
+    "4887db"  # xchg rbx, rbx
+    "4889d0"  # mov rax, rdx
+    "c3"  # ret
+)
+_DUMP_PREFIX = "callgrind.out"
+
+
+class CountFailed(Exception):
+    """A count that could not be made; the one-line message names the case, the method and why."""
+
+
+def _on_path(program: str) -> bool:
+    return shutil.which(program) is not None
+
+
+def _x86_64() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def default_switch() -> str:
+    """The instrumentation switch this machine uses: the client request on x86-64, else vgdb."""
+    return "client-request" if _x86_64() else "vgdb"
+
+
+def valgrind_version() -> str | None:
+    """``valgrind --version`` (``valgrind-3.19.0``), or None where it does not run: counts are
+    compared only between runs of the same valgrind, torch and machine class."""
+    if not _on_path("valgrind"):
+        return None
+    try:
+        version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if version.returncode != 0 or not version.stdout.strip():
+        return None
+    return version.stdout.strip()
+
+
+def valgrind_missing(switch: str | None = None) -> str | None:
+    """Why instructions cannot be counted here, in one line; None where they can."""
+    if sys.platform != "linux":
+        return f"counting instructions needs valgrind on Linux, not {sys.platform}"
+    if not _on_path("valgrind"):
+        return "valgrind is not on PATH (install valgrind to count instructions)"
+    if (switch or default_switch()) == "vgdb" and not _on_path("vgdb"):
+        return "vgdb (valgrind's gdbserver client, which switches callgrind's instrumentation) is not on PATH"
+    if valgrind_version() is None:
+        return "valgrind is on PATH but `valgrind --version` fails"
+    import torch
+
+    if not torch._C._valgrind_supported_platform():
+        return "this torch build has no callgrind client requests (torch._C._valgrind_supported_platform() is False)"
+    return None
+
+
+@dataclass(frozen=True)
+class InstructionCount:
+    """The counted rounds of one method on one case, each less the counting's own cost (``overhead``)."""
+
+    #: Instructions per call in each counted round.
+    rounds: tuple[int, ...]
+    calls_per_round: int
+    overhead: int
+    #: Uninstrumented calls made before counting.
+    warmup_calls: int
+    seconds: float
+    #: Seconds of the count's phases in the worker: ``set_up``, ``warm_up`` and ``counting``.
+    phases: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def per_call(self) -> int:
+        """The call's figure: the smallest round (interpreter re-specialization adds to some calls only)."""
+        return min(self.rounds)
+
+
+def _case_label(model: str, batch_size: int, method: str) -> str:
+    from harness.core.case import case_id
+
+    return f"{method!r} on {case_id('cpu', 'float32', model, batch_size)}"
+
+
+def _timed_function(method: str, quantity: str) -> str:
+    """Which function a benchmark of ``method`` times for ``quantity``, as ``module.qualname``."""
+    from harness.methods import get_method, own_method
+
+    if method == BATCHED:
+        return BATCHED
+    fn = own_method(method, quantity) or get_method(method)
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
+class InstructionCounter:
+    """One worker process under callgrind, kept for many counts (a context manager).
+
+    ``plugins`` names the modules the worker imports after the harness (those given to pytest with
+    ``-p``), so third-party methods and replaced built-ins are counted as this process runs them; a
+    method whose function differs between here and the worker is refused, naming the module. The
+    worker imports nothing else that registers methods. ``warmup_calls``, ``warmup_s``, ``rounds``
+    and ``calls_per_round`` are per count (see the module's notes); ``timeout_s`` bounds one count and
+    ``startup_timeout_s`` the worker's start. ``switch`` picks how the instrumentation is switched
+    (:data:`SWITCHES`; default: :func:`default_switch`). Not for use from several threads at once.
+    """
+
+    def __init__(
+        self,
+        plugins: Sequence[str] = (),
+        *,
+        warmup_calls: int = WARMUP_CALLS,
+        warmup_s: float = WARMUP_S,
+        rounds: int = ROUNDS,
+        calls_per_round: int = CALLS_PER_ROUND,
+        timeout_s: float = COUNT_TIMEOUT_S,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        switch: str | None = None,
+    ) -> None:
+        if isinstance(plugins, str):
+            raise TypeError(f"plugins must be a sequence of module names, got the string {plugins!r}")
+        if warmup_calls < 0 or warmup_s < 0 or rounds < 1 or calls_per_round < 1:
+            raise ValueError(
+                "need warmup_calls >= 0, warmup_s >= 0, rounds >= 1 and calls_per_round >= 1, "
+                f"got {warmup_calls}, {warmup_s}, {rounds}, {calls_per_round}"
+            )
+        self.switch = switch or default_switch()
+        if self.switch not in SWITCHES:
+            raise ValueError(f"switch must be one of {', '.join(SWITCHES)}, got {self.switch!r}")
+        self.plugins = tuple(plugins)
+        self.warmup_calls = warmup_calls
+        self.warmup_s = warmup_s
+        self.rounds = rounds
+        self.calls_per_round = calls_per_round
+        self.timeout_s = timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self._process: subprocess.Popen | None = None
+        self._requests: int | None = None
+        self._replies: int | None = None
+        self._buffer = b""
+        self._workdir: Path | None = None
+        self._finalizer: weakref.finalize | None = None
+        #: The method -> quantity table of the worker (what its benchmarks would time).
+        self.worker_methods: dict[str, str] = {}
+        #: Seconds the last worker took to start.
+        self.startup_seconds: float | None = None
+
+    def __enter__(self) -> InstructionCounter:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
+        self.close(kill=exc_type is not None)
+
+    @property
+    def running(self) -> bool:
+        """Whether a worker is up (a count starts one where none is)."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the worker and wait until it has imported torch, the methods and the plugins."""
+        if self.running:
+            return
+        self.close()
+        reason = valgrind_missing(self.switch)
+        if reason is not None:
+            raise CountFailed(f"cannot count instructions: {reason}")
+        started = time.monotonic()
+        self._workdir = Path(tempfile.mkdtemp(prefix="psg-callgrind-"))
+        requests_read, self._requests = os.pipe()
+        self._replies, replies_write = os.pipe()
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--collect-atstart=no",
+            f"--callgrind-out-file={self._workdir / _DUMP_PREFIX}",
+            f"--log-file={self._workdir / 'valgrind.log'}",
+            *([f"--vgdb-prefix={self._workdir / 'vgdb'}"] if self.switch == "vgdb" else ["--vgdb=no"]),
+            sys.executable,
+            "-m",
+            "harness.benchmarks.instructions",
+            f"--requests={requests_read}",
+            f"--replies={replies_write}",
+            f"--workdir={self._workdir}",
+            f"--switch={self.switch}",
+            *(f"--plugin={name}" for name in self.plugins),
+        ]
+        log = open(self._workdir / "worker.log", "wb")
+        try:
+            self._process = subprocess.Popen(
+                command,
+                cwd=self._workdir,
+                env=_worker_environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(requests_read, replies_write),
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+            os.close(requests_read)
+            os.close(replies_write)
+        self._finalizer = weakref.finalize(
+            self, _stop_worker, self._process, self._requests, self._replies, self._workdir
+        )
+        ready = self._receive(self.startup_timeout_s, "starting the callgrind worker")
+        if "error" in ready:
+            self.close()
+            raise CountFailed(f"the callgrind worker could not start: {ready['error']}")
+        self.worker_methods = ready["methods"]
+        self.startup_seconds = time.monotonic() - started
+
+    def measure(self, model: str, batch_size: int, method: str, quantity: str | None = None) -> InstructionCount:
+        """Count ``method`` (or ``batched``) on the float32 CPU case ``model`` at ``batch_size``.
+
+        ``quantity`` is the one its benchmark times (checked against the worker's, if given).
+        Raises :class:`CountFailed` (one line, naming the case and the method) if the method fails
+        there, the worker dies or the count takes longer than ``timeout_s``.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        from harness.methods import timed_methods
+
+        label = _case_label(model, batch_size, method)
+        timed = quantity or timed_methods().get(method)
+        if method != BATCHED and timed is None:
+            raise CountFailed(f"counting {label}: no method {method!r} is registered in this process")
+        self.start()
+        request = {
+            "model": model,
+            "batch_size": batch_size,
+            "method": method,
+            "quantity": quantity,
+            "function": None if method == BATCHED else _timed_function(method, timed),
+            "warmup_calls": self.warmup_calls,
+            "warmup_s": self.warmup_s,
+            "rounds": self.rounds,
+            "calls_per_round": self.calls_per_round,
+        }
+        self._send(request, label)
+        reply = self._receive(self.timeout_s, f"counting {label}")
+        if "error" in reply:
+            raise CountFailed(f"counting {label}: {reply['error']}")
+        return InstructionCount(
+            tuple(reply["rounds"]),
+            self.calls_per_round,
+            reply["overhead"],
+            reply["warmup_calls"],
+            reply["seconds"],
+            reply["phases"],
+        )
+
+    def count(self, model: str, batch_size: int, method: str, quantity: str | None = None) -> int:
+        """Instructions of one call of ``method`` on the float32 CPU case (see :meth:`measure`)."""
+        return self.measure(model, batch_size, method, quantity).per_call
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the worker (it exits when its request pipe closes; ``kill``: at once) and remove its files."""
+        if kill and self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+        if self._finalizer is not None:
+            self._finalizer()
+        self._finalizer = None
+        self._process = self._requests = self._replies = self._workdir = None
+        self._buffer = b""
+
+    def _send(self, message: dict, label: str) -> None:
+        try:
+            os.write(self._requests, (json.dumps(message) + "\n").encode())
+        except OSError:
+            raise CountFailed(f"counting {label}: {self._died()}") from None
+
+    def _receive(self, timeout_s: float, doing: str) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            readable = select.select([self._replies], [], [], max(left, 0))[0] if left > 0 else []
+            if not readable:
+                self.close(kill=True)
+                raise CountFailed(f"{doing} took longer than {timeout_s:.0f} s under callgrind; the worker was stopped")
+            chunk = os.read(self._replies, 1 << 16)
+            if not chunk:
+                raise CountFailed(f"{doing}: {self._died()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def _died(self) -> str:
+        """Why the worker is gone, in one line (its last words), and clean up after it."""
+        process, workdir = self._process, self._workdir
+        status = process.wait(timeout=60) if process is not None else None
+        last = (
+            (_valgrind_complaint(workdir / "valgrind.log") or _last_line(workdir / "worker.log")) if workdir else None
+        )
+        self.close()
+        how = f"exit status {status}"
+        if status is not None and status < 0:
+            how = f"killed by {signal.Signals(-status).name}" if -status in signal.valid_signals() else how
+        return f"the callgrind worker died ({how})" + (f": {last}" if last else "")
+
+
+def _worker_environment() -> dict[str, str]:
+    """This process's environment, with its ``sys.path`` (the same harness and plugins import),
+    one thread everywhere, fixed string hashing (the same dict layouts in every worker) and no GPU."""
+    env = dict(os.environ)
+    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.exists(p)))
+    if _x86_64():
+        # valgrind runs AVX2 but not AVX-512: compiled kernels (torch.compile) must not ask for more
+        env.setdefault("TORCHINDUCTOR_CPP_MARCH", "x86-64-v3")
+    env.update(
+        PYTHONHASHSEED="0",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        CUDA_VISIBLE_DEVICES="",
+        TORCHINDUCTOR_COMPILE_THREADS="1",
+    )
+    return env
+
+
+def _valgrind_complaint(path: Path) -> str | None:
+    """valgrind's own reason for a crash (an instruction it cannot run, a fatal signal), if it gave one."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for marker in ("unhandled instruction bytes", "Unrecognised instruction", "Process terminating"):
+        for line in lines:
+            if marker in line:
+                return line.split("== ", 1)[-1].strip()
+    return None
+
+
+def _last_line(path: Path) -> str | None:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def _stop_worker(process: subprocess.Popen, requests: int, replies: int, workdir: Path) -> None:
+    """Close the worker's request pipe (it exits), kill its process group if it lingers, remove its files."""
+    for fd in (requests, replies):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+# The worker: runs under callgrind, answers one JSON line per request line.
+
+
+class _Instrumentation:
+    """Switches callgrind's instrumentation from inside the worker."""
+
+    def __init__(self, switch: str, workdir: Path) -> None:
+        self.switch = switch
+        self.workdir = workdir
+        if switch == "client-request":
+            self._page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+            self._page.write(_AMD64_CLIENT_REQUEST)
+            import ctypes
+
+            address = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+            self._args = (ctypes.c_uint64 * 6)()
+            self._request = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64))(address)
+            if self._client_request(_RUNNING_ON_VALGRIND) == 0:
+                raise RuntimeError("not running under valgrind (the client request went unanswered)")
+
+    def _client_request(self, code: int) -> int:
+        self._args[0] = code
+        return self._request(self._args)
+
+    def _vgdb(self, state: str) -> None:
+        """``vgdb instrumentation on|off`` for this process; it spins meanwhile, so valgrind polls
+        for vgdb's command without vgdb having to ptrace it out of a blocking system call."""
+        command = ["vgdb", f"--vgdb-prefix={self.workdir / 'vgdb'}", f"--pid={os.getpid()}", "instrumentation", state]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"vgdb took over 120 s to switch the instrumentation {state}")
+        output = process.stdout.read().decode(errors="replace").strip()
+        if process.returncode != 0:
+            raise RuntimeError(f"vgdb could not switch the instrumentation {state}: {output.splitlines()[-1:]}")
+
+    @contextlib.contextmanager
+    def on(self) -> Iterator[None]:
+        """Instrumented inside the block (each switch makes valgrind retranslate the code it runs)."""
+        if self.switch == "client-request":
+            self._client_request(_START_INSTRUMENTATION)
+        else:
+            self._vgdb("on")
+        try:
+            yield
+        finally:
+            if self.switch == "client-request":
+                self._client_request(_STOP_INSTRUMENTATION)
+            else:
+                self._vgdb("off")
+
+
+def _counted(call: Callable[[], object], calls: int, workdir: Path) -> int:
+    """Instructions of ``calls`` calls between two collection toggles, from callgrind's dump.
+
+    The dump's ``totals:`` line is read: its ``summary:`` line is garbage in the first dump after
+    the instrumentation is switched on again (valgrind 3.19).
+    """
+    import torch
+
+    torch._C._valgrind_toggle()
+    for _ in range(calls):
+        call()
+    torch._C._valgrind_toggle_and_dump_stats()
+    dumps = list(workdir.glob(f"{_DUMP_PREFIX}.*"))
+    if len(dumps) != 1:
+        raise RuntimeError(f"expected one callgrind dump in {workdir}, found {len(dumps)}")
+    try:
+        with open(dumps[0], "rb") as dump:
+            dump.seek(max(0, dump.seek(0, os.SEEK_END) - 4096))
+            totals = [line for line in dump.read().splitlines() if line.startswith(b"totals:")]
+    finally:
+        dumps[0].unlink()
+    if not totals:
+        raise RuntimeError(f"callgrind dump {dumps[0].name} has no totals line")
+    return int(totals[-1].split()[1])
+
+
+def _count(request: dict, instrumentation: _Instrumentation) -> dict:
+    """Build the request's case and workload, warm it up, and count its calls.
+
+    The garbage collector runs before the instrumentation is switched on and not during the
+    counted rounds (as ``timeit`` does): a collection under callgrind took 1 s, and where one
+    falls would make the counts differ.
+    """
+    import torch
+
+    from harness.benchmarks.cases import BenchmarkTrial
+    from harness.benchmarks.timing import THREADS, workload
+    from harness.methods import timed_methods
+
+    method = request["method"]
+    if method != BATCHED:
+        if method not in timed_methods():
+            raise RuntimeError(f"the worker has no method {method!r} (a plugin module not passed to the counter?)")
+        quantity = timed_methods()[method]
+        if request["quantity"] not in (None, quantity):
+            raise RuntimeError(f"the worker times {method!r} for {quantity}, not {request['quantity']}")
+        here = _timed_function(method, quantity)
+        if here != request["function"]:
+            raise RuntimeError(
+                f"the worker's {method!r} is {here}, the caller's is {request['function']} "
+                f"(pass the module that registers it to the counter's plugins)"
+            )
+    started = time.monotonic()
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    case = BenchmarkTrial(request["model"], request["batch_size"], "float32", "cpu", method).build()
+    call = workload(method, case)
+    set_up = time.monotonic()
+    warmed = 0
+    while warmed < request["warmup_calls"]:
+        if warmed >= _MIN_WARMUP_CALLS and time.monotonic() - set_up > request["warmup_s"]:
+            break
+        call()
+        warmed += 1
+    warm = time.monotonic()
+    workdir, calls = instrumentation.workdir, request["calls_per_round"]
+    gc.collect()
+    gc.disable()
+    try:
+        with instrumentation.on():
+            call()  # uncounted: valgrind translates the call's code anew, with the instrumentation
+            translated = time.monotonic()
+            overhead = min(_counted(lambda: None, 1, workdir) for _ in range(3))
+            rounds = [(_counted(call, calls, workdir) - overhead) / calls for _ in range(request["rounds"])]
+    finally:
+        gc.enable()
+    if not 0 < min(rounds) < 2**62:
+        raise RuntimeError(f"callgrind counted {min(rounds)} instructions per call: the instrumentation is not on")
+    done = time.monotonic()
+    phases = {
+        "set_up": set_up - started,
+        "warm_up": warm - set_up,
+        "translation": translated - warm,
+        "counting": done - translated,
+    }
+    return {
+        "rounds": [round(n) for n in rounds],
+        "overhead": overhead,
+        "warmup_calls": warmed,
+        "seconds": done - started,
+        "phases": phases,
+    }
+
+
+def _serve(requests: int, replies: int, workdir: Path, switch: str, plugins: Sequence[str]) -> None:
+    """The worker's loop: import, say ready, then answer each request until the pipe closes."""
+    import importlib
+
+    def reply(message: dict) -> None:
+        os.write(replies, (json.dumps(message) + "\n").encode())
+
+    try:
+        instrumentation = _Instrumentation(switch, workdir)
+        import torch
+
+        from harness.methods import timed_methods
+
+        if not torch._C._valgrind_supported_platform():
+            raise RuntimeError("this torch build has no callgrind client requests")
+        for name in plugins:
+            importlib.import_module(name)
+    except Exception as exc:
+        reply({"error": _one_line(exc)})
+        return
+    reply({"methods": timed_methods(), "pid": os.getpid()})
+    with os.fdopen(requests, "rb") as lines:
+        for line in lines:
+            try:
+                answer = _count(json.loads(line), instrumentation)
+            except Exception as exc:
+                answer = {"error": _one_line(exc)}
+            reply(answer)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The callgrind worker of InstructionCounter (not run by hand).")
+    parser.add_argument("--requests", type=int, required=True)
+    parser.add_argument("--replies", type=int, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--switch", choices=SWITCHES, required=True)
+    parser.add_argument("--plugin", action="append", default=[])
+    args = parser.parse_args(argv)
+    _serve(args.requests, args.replies, args.workdir, args.switch, args.plugin)
+
+
+if __name__ == "__main__":
+    _main()
