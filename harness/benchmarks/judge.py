@@ -408,14 +408,15 @@ def _exact_allowance(base: Sequence[float], threshold: float) -> tuple[float, fl
 def judge_counts(
     baselines: Sequence[TimedRun], currents: Sequence[TimedRun], counter: str, threshold: float | None = None
 ) -> list[CountVerdict]:
-    """A row per (case, method) whose ``counter`` every current run and some baseline run
-    recorded (``threshold``: :data:`COUNT_THRESHOLDS` by default); ``batched`` included."""
+    """A row per (case, method) whose ``counter`` some current run and some baseline run recorded
+    (the median of those that did: ``tox -e bench`` counts in the first of its three runs only;
+    ``threshold``: :data:`COUNT_THRESHOLDS` by default); ``batched`` included."""
     threshold = COUNT_THRESHOLDS[counter] if threshold is None else threshold
     rows = []
     for key in sorted(set(currents[0]).intersection(*currents[1:])):
-        cur = [run[key].counts.get(counter) for run in currents]
+        cur = [run[key].counts[counter] for run in currents if counter in run[key].counts]
         base = [run[key].counts[counter] for run in baselines if key in run and counter in run[key].counts]
-        if None in cur or not base:
+        if not cur or not base:
             continue
         b, allowed = _exact_allowance(base, threshold)
         c = statistics.median(cur)
