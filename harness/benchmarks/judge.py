@@ -438,9 +438,9 @@ class MemoryVerdict:
     verdict: str
 
     @property
-    def change(self) -> float:
-        """Current over baseline, minus one."""
-        return self.current / self.baseline - 1.0 if self.baseline else float("inf")
+    def change(self) -> float | None:
+        """Current over baseline, minus one (None where the baseline grew by nothing: shown as ``—``)."""
+        return self.current / self.baseline - 1.0 if self.baseline else None
 
 
 def judge_memory(
@@ -542,7 +542,7 @@ def format_memory_table(rows: Sequence[MemoryVerdict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r.case} | {r.method} | {r.baseline / 2**20:.1f} | {r.current / 2**20:.1f} | {r.change:+.1%} | "
+            f"| {r.case} | {r.method} | {r.baseline / 2**20:.1f} | {r.current / 2**20:.1f} | {_figure(r.change, '+.1%')} | "
             f"{r.allowed / 2**20:.1f} | {r.verdict} |"
         )
     return "\n".join(lines)
