@@ -506,48 +506,47 @@ def _figure(value: float | None, spec: str) -> str:
     return NONE if value is None else format(value, spec)
 
 
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of text cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
 def format_table(rows: Sequence[TimingVerdict], absolute: bool) -> str:
     """The time comparison as a Markdown table (``—`` where a row has no figure)."""
     unit = "median time (s)" if absolute else "overhead vs batched"
-    lines = [
-        f"| case | method | baseline {unit} | current | change | allowed | p | verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.case} | {r.method} | {_figure(r.baseline, '.4g')} | {_figure(r.current, '.4g')} | "
-            f"{_figure(r.change, '+.1%')} | {_figure(r.allowed, '.0%')} | {_figure(r.p_value, '.2g')} | {r.verdict} |"
-        )
-    return "\n".join(lines)
+    return _markdown(
+        ["case", "method", f"baseline {unit}", "current", "change", "allowed", "p", "verdict"],
+        [
+            [r.case, r.method, _figure(r.baseline, ".4g"), _figure(r.current, ".4g"), _figure(r.change, "+.1%"),
+             _figure(r.allowed, ".0%"), _figure(r.p_value, ".2g"), r.verdict]
+            for r in rows
+        ],
+    )
 
 
 def format_count_table(rows: Sequence[CountVerdict]) -> str:
     """The count comparison (per call) as a Markdown table."""
-    lines = [
-        "| case | method | count per call | baseline | current | change | allowed | verdict |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        allowed = r.allowed / r.baseline if r.baseline else 0.0
-        lines.append(
-            f"| {r.case} | {r.method} | {r.counter.replace('_', ' ')} | {r.baseline:,.0f} | {r.current:,.0f} | "
-            f"{r.change:+.2%} | {allowed:.2%} | {r.verdict} |"
-        )
-    return "\n".join(lines)
+    return _markdown(
+        ["case", "method", "count per call", "baseline", "current", "change", "allowed", "verdict"],
+        [
+            [r.case, r.method, r.counter.replace("_", " "), f"{r.baseline:,.0f}", f"{r.current:,.0f}", f"{r.change:+.2%}",
+             f"{r.allowed / r.baseline if r.baseline else 0.0:.2%}", r.verdict]
+            for r in rows
+        ],
+    )
 
 
 def format_memory_table(rows: Sequence[MemoryVerdict]) -> str:
     """The peak-memory comparison as a Markdown table."""
-    lines = [
-        "| case | method | baseline peak (MiB) | current | change | allowed (MiB) | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.case} | {r.method} | {r.baseline / 2**20:.1f} | {r.current / 2**20:.1f} | {_figure(r.change, '+.1%')} | "
-            f"{r.allowed / 2**20:.1f} | {r.verdict} |"
-        )
-    return "\n".join(lines)
+    return _markdown(
+        ["case", "method", "baseline peak (MiB)", "current", "change", "allowed (MiB)", "verdict"],
+        [
+            [r.case, r.method, f"{r.baseline / 2**20:.1f}", f"{r.current / 2**20:.1f}", _figure(r.change, "+.1%"),
+             f"{r.allowed / 2**20:.1f}", r.verdict]
+            for r in rows
+        ],
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
