@@ -1,27 +1,33 @@
 """The instruction-count tier: the CPU instructions of one benchmark call, counted under callgrind.
 
-Wall-clock time on a shared machine drifts by tens of percent; the instructions a call executes do
-not. :class:`InstructionCounter` starts one worker process under valgrind's callgrind and keeps it
-for every count, because importing torch under valgrind is most of a start (25 s here with the
-instrumentation off, 140-170 s with it on, as ``torch.utils.benchmark``'s ``collect_callgrind``
-runs it for each measurement). For each request the worker
+Wall-clock time on a shared machine drifts by tens of percent; the instructions a call executes
+hardly move. :class:`InstructionCounter` starts one worker process under valgrind's callgrind and
+keeps it for every count, because starting is the slow part: importing torch under valgrind took
+25 s here with the instrumentation off, 140-170 s with it on (as ``torch.utils.benchmark``'s
+``collect_callgrind`` runs it, once per measurement). The worker
 
-1. builds the benchmark trial's case and its :func:`~harness.benchmarks.timing.workload` (one
-   torch thread, float32, CPU), uninstrumented, and warms it up with ``warmup_calls`` calls, or as
-   many as fit in ``warmup_s`` seconds once two are made (CPython 3.11 quickens a function after
-   8 calls and specializes it after that: the first calls of mlp's vmap counted 1.5% more, which
-   matters little to calls that take seconds under valgrind);
-2. collects garbage, then switches callgrind's instrumentation on (a client request; ``vgdb``
-   where the request is not available), makes one uncounted call (valgrind translates the code
-   anew, with the instrumentation), and counts ``rounds`` rounds of ``calls_per_round`` calls,
-   each between a collection toggle and a dump, less what an empty round counts;
-3. switches the instrumentation off again, so the next case is set up at the uninstrumented speed.
+1. imports torch, the methods and the plugins with the instrumentation off, and runs every
+   built-in method once on a small case (the pre-warm: the lazy imports of vmap and Opacus,
+   ~1650 modules);
+2. switches the instrumentation on (a client request; ``vgdb`` where the request is not
+   available) and pre-warms again, so valgrind translates the shared code with the
+   instrumentation once, not in every count; collection stays off;
+3. forks a copy of itself for each count: every count starts from that same state, whatever was
+   counted before (counted in one process, the batched step of mlp at B=8 read 1.035M or 1.047M
+   instructions depending on what came before it), and a method that crashes valgrind's CPU
+   takes only its copy down. The copy builds the benchmark trial's case and its
+   :func:`~harness.benchmarks.timing.workload` (one torch thread, float32, CPU), warms it up with
+   ``warmup_calls`` calls, or as many as fit in ``warmup_s`` seconds once two are made (CPython
+   3.11 quickens a function after 8 calls: mlp's vmap counted 1.5% more without warm-up),
+   collects garbage and counts ``rounds`` rounds of ``calls_per_round`` calls, each between
+   collection toggles and ended by a dump, less what an empty round counts.
 
 The per-call figure is the smallest round: CPython's adaptive interpreter re-specializes some
-instructions now and then, which adds up to 1% to one call and nothing to the next; work the
-method does on every call is in every round. Counts are made on the code paths valgrind's CPU
-offers (it hides AVX-512, so oneDNN takes its AVX2 kernels): compare counts with counts, never
-with a native run.
+instructions now and then and glibc's malloc consolidates its free lists now and then, which adds
+up to 1% to one call and nothing to the next; work the method does on every call is in every
+round. Counts are made on the code paths valgrind's CPU offers (it hides AVX-512, so oneDNN takes
+its AVX2 kernels, and torch.compile is told to build for x86-64-v3): compare counts with counts
+of the same machine class, valgrind and torch, never with a native run.
 """
 
 from __future__ import annotations
@@ -41,24 +47,23 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.benchmarks.records import BATCHED
 
-#: Uninstrumented calls before counting: CPython 3.11 quickens a function after 8 calls.
+#: Calls before counting: CPython 3.11 quickens a function after 8 calls.
 WARMUP_CALLS = 10
 #: Seconds of warm-up after which no further warm-up call is made (once two are).
 WARMUP_S = 2.0
 #: Warm-up calls made however long they take.
 _MIN_WARMUP_CALLS = 2
-#: Rounds counted per request, each ending in a dump (about 0.5 s each for a call of mlp); the
-#: smallest round is the figure.
+#: Rounds counted per request, each ending in a dump; the smallest round is the figure.
 ROUNDS = 3
 #: Calls per round; a round's count is divided by them.
 CALLS_PER_ROUND = 1
-#: Seconds the worker may take to start (import torch and the methods under valgrind: 35 s here).
+#: Seconds the worker may take to start (import torch, pre-warm the methods: 30-50 s here).
 STARTUP_TIMEOUT_S = 300.0
 #: Seconds one count may take: set-up, warm-up and the counted calls of one method on one case.
 COUNT_TIMEOUT_S = 600.0
@@ -85,6 +90,8 @@ _AMD64_CLIENT_REQUEST = bytes.fromhex(
     "c3"  # ret
 )
 _DUMP_PREFIX = "callgrind.out"
+#: The case every method runs once on before the worker forks its first count: (model, batch size).
+_PREWARM_CASE = ("mlp", 2)
 
 
 class CountFailed(Exception):
@@ -143,7 +150,7 @@ class InstructionCount:
     rounds: tuple[int, ...]
     calls_per_round: int
     overhead: int
-    #: Uninstrumented calls made before counting.
+    #: Calls made before counting.
     warmup_calls: int
     seconds: float
     #: Seconds of the count's phases in the worker: ``set_up``, ``warm_up`` and ``counting``.
@@ -227,8 +234,8 @@ class InstructionCounter:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type | None, *exc_info: object) -> None:
-        self.close(kill=exc_type is not None)
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def running(self) -> bool:
@@ -252,7 +259,7 @@ class InstructionCounter:
             "--tool=callgrind",
             "--instr-atstart=no",
             "--collect-atstart=no",
-            f"--callgrind-out-file={self._workdir / _DUMP_PREFIX}",
+            f"--callgrind-out-file={self._workdir / _DUMP_PREFIX}.%p",
             f"--log-file={self._workdir / 'valgrind.log'}",
             *([f"--vgdb-prefix={self._workdir / 'vgdb'}"] if self.switch == "vgdb" else ["--vgdb=no"]),
             sys.executable,
@@ -334,11 +341,8 @@ class InstructionCounter:
         """Instructions of one call of ``method`` on the float32 CPU case (see :meth:`measure`)."""
         return self.measure(model, batch_size, method, quantity).per_call
 
-    def close(self, kill: bool = False) -> None:
-        """Stop the worker (it exits when its request pipe closes; ``kill``: at once) and remove its files."""
-        if kill and self.running:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._process.pid, signal.SIGKILL)
+    def close(self) -> None:
+        """Stop the worker (and a count under way) and remove its files."""
         if self._finalizer is not None:
             self._finalizer()
         self._finalizer = None
@@ -357,7 +361,7 @@ class InstructionCounter:
             left = deadline - time.monotonic()
             readable = select.select([self._replies], [], [], max(left, 0))[0] if left > 0 else []
             if not readable:
-                self.close(kill=True)
+                self.close()
                 raise CountFailed(f"{doing} took longer than {timeout_s:.0f} s under callgrind; the worker was stopped")
             chunk = os.read(self._replies, 1 << 16)
             if not chunk:
@@ -382,8 +386,10 @@ class InstructionCounter:
 
 def _worker_environment() -> dict[str, str]:
     """This process's environment, with its ``sys.path`` (the same harness and plugins import),
-    one thread everywhere, fixed string hashing (the same dict layouts in every worker) and no GPU."""
-    env = dict(os.environ)
+    one thread everywhere, fixed string hashing (the same dict layouts in every worker) and no GPU;
+    without pytest's variables, which name the running test: a longer environment moves what malloc
+    does, and the count of a 1M-instruction call by up to 1%."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
     paths = [os.path.abspath(p or os.curdir) for p in sys.path]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.exists(p)))
     if _x86_64():
@@ -399,12 +405,15 @@ def _worker_environment() -> dict[str, str]:
     return env
 
 
-def _valgrind_complaint(path: Path) -> str | None:
-    """valgrind's own reason for a crash (an instruction it cannot run, a fatal signal), if it gave one."""
+def _valgrind_complaint(path: Path, pid: int | None = None) -> str | None:
+    """valgrind's own reason for a crash of process ``pid`` (any, if None): an instruction it
+    cannot run, or the fatal signal."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return None
+    if pid is not None:
+        lines = [line for line in lines if line.startswith(f"=={pid}==")]
     for marker in ("unhandled instruction bytes", "Unrecognised instruction", "Process terminating"):
         for line in lines:
             if marker in line:
@@ -421,16 +430,15 @@ def _last_line(path: Path) -> str | None:
 
 
 def _stop_worker(process: subprocess.Popen, requests: int, replies: int, workdir: Path) -> None:
-    """Close the worker's request pipe (it exits), kill its process group if it lingers, remove its files."""
+    """Kill the worker's process group (the worker and a count's copy; it has nothing to save: a
+    graceful exit only writes callgrind's final dump, 4 s) and remove its files."""
     for fd in (requests, replies):
         with contextlib.suppress(OSError):
             os.close(fd)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
+    if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    process.wait()
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -472,20 +480,12 @@ class _Instrumentation:
         if process.returncode != 0:
             raise RuntimeError(f"vgdb could not switch the instrumentation {state}: {output.splitlines()[-1:]}")
 
-    @contextlib.contextmanager
-    def on(self) -> Iterator[None]:
-        """Instrumented inside the block (each switch makes valgrind retranslate the code it runs)."""
+    def turn(self, on: bool) -> None:
+        """Instrument from now on, or stop (valgrind then retranslates the code it runs)."""
         if self.switch == "client-request":
-            self._client_request(_START_INSTRUMENTATION)
+            self._client_request(_START_INSTRUMENTATION if on else _STOP_INSTRUMENTATION)
         else:
-            self._vgdb("on")
-        try:
-            yield
-        finally:
-            if self.switch == "client-request":
-                self._client_request(_STOP_INSTRUMENTATION)
-            else:
-                self._vgdb("off")
+            self._vgdb("on" if on else "off")
 
 
 def _counted(call: Callable[[], object], calls: int, workdir: Path) -> int:
@@ -500,7 +500,7 @@ def _counted(call: Callable[[], object], calls: int, workdir: Path) -> int:
     for _ in range(calls):
         call()
     torch._C._valgrind_toggle_and_dump_stats()
-    dumps = list(workdir.glob(f"{_DUMP_PREFIX}.*"))
+    dumps = list(workdir.glob(f"{_DUMP_PREFIX}.{os.getpid()}.*"))
     if len(dumps) != 1:
         raise RuntimeError(f"expected one callgrind dump in {workdir}, found {len(dumps)}")
     try:
@@ -515,16 +515,19 @@ def _counted(call: Callable[[], object], calls: int, workdir: Path) -> int:
 
 
 def _count(request: dict, instrumentation: _Instrumentation) -> dict:
-    """Build the request's case and workload, warm it up, and count its calls.
+    """Build the request's case and workload, warm it up, and count its calls (in a forked
+    copy of the worker, which exits afterwards).
 
-    The garbage collector runs before the instrumentation is switched on and not during the
-    counted rounds (as ``timeit`` does): a collection under callgrind took 1 s, and where one
-    falls would make the counts differ.
+    The garbage collector runs before the counted rounds and not during them (as ``timeit``
+    does): where a collection falls would make the counts differ. A heavy method (torch.compile)
+    is set up and warmed up with the instrumentation off: compiling under it took 56-205 s a case,
+    13-15 s without. Not with ``vgdb``: valgrind 3.19 opens no vgdb channel for a forked process.
     """
     import torch
 
     from harness.benchmarks.cases import BenchmarkTrial
     from harness.benchmarks.timing import THREADS, workload
+    from harness.checking.trials import HEAVY_METHODS
     from harness.methods import timed_methods
 
     method = request["method"]
@@ -541,6 +544,9 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
                 f"(pass the module that registers it to the counter's plugins)"
             )
     started = time.monotonic()
+    heavy = method in HEAVY_METHODS and instrumentation.switch == "client-request"
+    if heavy:
+        instrumentation.turn(on=False)
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     case = BenchmarkTrial(request["model"], request["batch_size"], "float32", "cpu", method).build()
@@ -552,26 +558,22 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
             break
         call()
         warmed += 1
+    if heavy:
+        instrumentation.turn(on=True)
+        call()  # uncounted: valgrind translates the call's code anew, with the instrumentation
     warm = time.monotonic()
     workdir, calls = instrumentation.workdir, request["calls_per_round"]
     gc.collect()
     gc.disable()
-    try:
-        with instrumentation.on():
-            call()  # uncounted: valgrind translates the call's code anew, with the instrumentation
-            translated = time.monotonic()
-            overhead = min(_counted(lambda: None, 1, workdir) for _ in range(3))
-            rounds = [(_counted(call, calls, workdir) - overhead) / calls for _ in range(request["rounds"])]
-    finally:
-        gc.enable()
+    overhead = min(_counted(lambda: None, 1, workdir) for _ in range(3))
+    rounds = [(_counted(call, calls, workdir) - overhead) / calls for _ in range(request["rounds"])]
     if not 0 < min(rounds) < 2**62:
         raise RuntimeError(f"callgrind counted {min(rounds)} instructions per call: the instrumentation is not on")
     done = time.monotonic()
     phases = {
         "set_up": set_up - started,
         "warm_up": warm - set_up,
-        "translation": translated - warm,
-        "counting": done - translated,
+        "counting": done - warm,
     }
     return {
         "rounds": [round(n) for n in rounds],
@@ -582,8 +584,63 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     }
 
 
+def _prewarm() -> None:
+    """Run the built-in methods (but the heavy ones) once on a small case: run before the
+    instrumentation is on, it imports what they import lazily (vmap and Opacus' hooks: about 900
+    and 750 modules) at the uninstrumented speed; run after, it has valgrind translate the code
+    they share with the instrumentation, once for every count. Plugins' methods are left out: one
+    that crashes must not take the worker down, and adding one must not move the others' counts."""
+    from harness.benchmarks.cases import BenchmarkTrial
+    from harness.benchmarks.timing import THREADS, workload
+    from harness.checking.trials import HEAVY_METHODS
+    from harness.methods import timed_methods
+
+    torch = sys.modules["torch"]
+    torch.set_num_threads(THREADS)
+    for method, quantity in {BATCHED: "grads", **timed_methods()}.items():
+        if method in HEAVY_METHODS or not (
+            method == BATCHED or _timed_function(method, quantity).startswith("harness.")
+        ):
+            continue
+        with contextlib.suppress(Exception):
+            workload(method, BenchmarkTrial(*_PREWARM_CASE, "float32", "cpu", method).build())()
+
+
+def _died_how(status: int) -> str:
+    """An exit status as ``os.waitpid`` gives it, in words."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
+        return f"killed by {name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _count_in_a_child(request: dict, instrumentation: _Instrumentation, reply: Callable[[dict], None]) -> None:
+    """Count in a forked copy of the worker, so every count starts from the same state (the
+    worker's, after its imports and the pre-warm) whatever was counted before, and a method that
+    crashes takes only the copy down."""
+    child = os.fork()
+    if child == 0:
+        try:
+            answer = _count(request, instrumentation)
+        except BaseException as exc:
+            answer = {"error": _one_line(exc)}
+        try:
+            reply(answer)
+        finally:
+            os._exit(0)
+    status = os.waitpid(child, 0)[1]
+    for leftover in instrumentation.workdir.glob(f"{_DUMP_PREFIX}.{child}*"):
+        if leftover.name == f"{_DUMP_PREFIX}.{child}" or leftover.name.startswith(f"{_DUMP_PREFIX}.{child}."):
+            leftover.unlink()
+    if status != 0:
+        complaint = _valgrind_complaint(instrumentation.workdir / "valgrind.log", child)
+        reply({"error": f"its process died ({_died_how(status)})" + (f": {complaint}" if complaint else "")})
+
+
 def _serve(requests: int, replies: int, workdir: Path, switch: str, plugins: Sequence[str]) -> None:
-    """The worker's loop: import, say ready, then answer each request until the pipe closes."""
+    """The worker's loop: import, pre-warm, switch the instrumentation on, pre-warm again, say
+    ready, then count each request in a forked copy of itself until the request pipe closes."""
     import importlib
 
     def reply(message: dict) -> None:
@@ -599,17 +656,20 @@ def _serve(requests: int, replies: int, workdir: Path, switch: str, plugins: Seq
             raise RuntimeError("this torch build has no callgrind client requests")
         for name in plugins:
             importlib.import_module(name)
+        _prewarm()
+        instrumentation.turn(on=True)
+        _prewarm()
+        gc.collect()
+        gc.freeze()  # the counts' collections then leave these objects, and their shared pages, alone
     except Exception as exc:
         reply({"error": _one_line(exc)})
         return
     reply({"methods": timed_methods(), "pid": os.getpid()})
     with os.fdopen(requests, "rb") as lines:
         for line in lines:
-            try:
-                answer = _count(json.loads(line), instrumentation)
-            except Exception as exc:
-                answer = {"error": _one_line(exc)}
-            reply(answer)
+            _count_in_a_child(json.loads(line), instrumentation, reply)
+    # the pipe closed without the counter killing the worker first: the counter's process died
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _one_line(exc: BaseException) -> str:
