@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _pytest.mark.structures import ParameterSet
 
 from harness.benchmarks.cases import BenchmarkTrial
 from harness.benchmarks.records import BATCHED
@@ -197,9 +196,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
     add_ratios(output_json["benchmarks"])
 
 
-def _param(trial: Trial | PropertyTrial) -> ParameterSet:
-    """A trial as a ``pytest.param``: its id, ``cuda``/``slow``/``benchmark`` markers and its
-    support-matrix row as a strict xfail."""
+def _marks(trial: Trial | PropertyTrial) -> list[pytest.MarkDecorator]:
+    """A trial's ``cuda``/``slow``/``benchmark`` markers and its support-matrix row as a strict xfail."""
     marks = []
     if trial.device == "cuda":
         marks += [
@@ -213,7 +211,7 @@ def _param(trial: Trial | PropertyTrial) -> ParameterSet:
     row = trial.expected
     if row is not None:
         marks.append(pytest.mark.xfail(strict=True, raises=HarnessError, reason=row.describe()))
-    return pytest.param(trial, id=trial.id, marks=marks)
+    return marks
 
 
 def _grid(name: str) -> Iterable[Trial | PropertyTrial]:
@@ -236,7 +234,7 @@ def parametrize(grid: str, methods: Iterable[str] | None = None) -> pytest.MarkD
     """
     chosen = None if methods is None else set(methods)
     trials = [trial for trial in _grid(grid) if chosen is None or trial.method in chosen]
-    return pytest.mark.parametrize("trial", [_param(trial) for trial in trials])
+    return pytest.mark.parametrize("trial", [pytest.param(trial, id=trial.id, marks=_marks(trial)) for trial in trials])
 
 
 def parametrize_with_checks(methods: Iterable[str], grids: Iterable[str] | None = None) -> pytest.MarkDecorator:
@@ -255,7 +253,7 @@ def parametrize_with_checks(methods: Iterable[str], grids: Iterable[str] | None 
         raise ValueError(f"no harness checks for methods {sorted(methods)}: are they registered?")
     return pytest.mark.parametrize(
         ("trial", "check"),
-        [pytest.param(trial, check, id=f"{grid}-{trial.id}", marks=_param(trial).marks) for grid, trial, check in selected],
+        [pytest.param(trial, check, id=f"{grid}-{trial.id}", marks=_marks(trial)) for grid, trial, check in selected],
     )
 
 
