@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 import torch
+from hypothesis import find, settings
+from hypothesis.errors import NoSuchExample
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from harness.checking.support import SUPPORT_MATRIX, DrawnFailure, ExpectedFailure, ZooFailure, expected_failure
+from harness.checking.support.rows import _hit
 from harness.checking.trials import GRIDS
 from harness.core.precision import PRECISIONS
 from harness.core.tolerances import NUMERICS, TOLERANCES, tolerance_for
-from harness.methods import METHODS
+from harness.problems.strategies import LAYER_STRATEGIES
+
+#: How hard a row's coverage is searched for among a strategy's draws (a row's ``when`` may
+#: accept few of them); derandomized, so the verdict is the same on every run.
+SEARCH = settings(max_examples=500, derandomize=True, database=None)
 
 
 def _row_id(row: ExpectedFailure) -> str:
@@ -32,10 +40,41 @@ def test_every_row_covers_something_and_says_why(row):
         trials = [trial for grid in GRIDS.values() for trial in grid()]
         assert any(trial.expected == row for trial in trials), f"no trial of the grids is covered by {row}"
     else:
-        covered = any(
-            row._covers(method, precision, "cpu", torch.__version__) for method in METHODS for precision in PRECISIONS
-        )
-        assert covered, f"no method and precision on the CPU is covered by {row}"
+        assert _draws_a_covered_layer(row), f"no property trial on the CPU can draw a layer covered by {row}"
+
+
+def _draws_a_covered_layer(row: DrawnFailure) -> bool:
+    """Whether some property trial on the CPU can draw a layer the row covers, ``when`` included:
+    Hypothesis searches the layer strategy of each trial whose method and precision the row
+    names (a strategy of one kind only where the row names that kind)."""
+    covered_trials = [
+        trial
+        for trial in GRIDS["property"]()
+        if trial.device == "cpu" and row._covers(trial.method, trial.precision, "cpu", torch.__version__)
+    ]
+    for strategy in dict.fromkeys(trial.layer for trial in covered_trials):
+        if strategy != "stack" and not _hit(strategy, row.layers):
+            continue
+        trial = next(trial for trial in covered_trials if trial.layer == strategy)
+        try:
+            find(
+                LAYER_STRATEGIES[strategy],
+                lambda layers, trial=trial: any(
+                    row.applies(trial.method, layer, trial.precision, "cpu", torch.__version__) for layer in layers
+                ),
+                settings=SEARCH,
+            )
+        except NoSuchExample:
+            continue
+        return True
+    return False
+
+
+def test_a_drawn_row_that_no_draw_meets_is_caught():
+    row = DrawnFailure(methods=("backpack",), layers=("conv_transpose2d",), error="e", reason="r")
+    assert _draws_a_covered_layer(row)
+    assert not _draws_a_covered_layer(dataclasses.replace(row, when=lambda layer: layer.kwargs["output_padding"] > 99))
+    assert not _draws_a_covered_layer(dataclasses.replace(row, methods=("no-such-method",)))
 
 
 def test_each_kind_of_row_refuses_what_it_cannot_honour():
