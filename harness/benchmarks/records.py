@@ -5,6 +5,7 @@ runs on machines that may not have torch)."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,9 +42,43 @@ def read_json(path: str | Path) -> dict:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
-        raise BadInput(f"{path}: not pytest-benchmark JSON (expected 'machine_info' and a 'benchmarks' list)")
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or not isinstance(data.get("machine_info"), dict):
+        raise BadInput(f"{path}: not pytest-benchmark JSON (expected a 'machine_info' object and a 'benchmarks' list)")
+    for number, bench in enumerate(data["benchmarks"], 1):
+        problem = _malformed(bench)
+        if problem:
+            name = bench.get("fullname") or bench.get("name") if isinstance(bench, dict) else None
+            raise BadInput(f"{path}: benchmark {name or f'number {number}'!r} is not as pytest-benchmark writes it: {problem}")
     return data
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _malformed(bench: object) -> str | None:
+    """What is wrong with one benchmark record where the harness reads it, or None: its
+    ``stats`` (``median`` and ``data``, the raw rounds, positive times), its ``extra_info``
+    (an object; ``batched_rounds`` positive, counts and peaks non-negative numbers)."""
+    if not isinstance(bench, dict):
+        return f"{json.dumps(bench)[:40]} is not an object"
+    stats, extra = bench.get("stats"), bench.get("extra_info")
+    if not isinstance(stats, dict):
+        return "no 'stats' object"
+    if stats.get("median") is not None and not _seconds(stats["median"]):
+        return f"stats.median is {stats['median']!r}, not a positive time"
+    for where, rounds in (("stats.data", stats.get("data")), ("extra_info.batched_rounds", (extra or {}).get("batched_rounds"))):
+        if rounds is not None and not (isinstance(rounds, list) and all(_seconds(r) for r in rounds)):
+            return f"{where} is not a list of positive times"
+    if extra is None:
+        return None
+    if not isinstance(extra, dict):
+        return "extra_info is not an object"
+    for name in (*COUNTERS, "peak_bytes", "peak_rss_bytes"):
+        value = extra.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            return f"extra_info.{name} is {value!r}, not a count"
+    return None
 
 
 def overhead_ratios(rounds: Sequence[float], paired_batched: Sequence[float], batched_median: float | None) -> list[float] | None:

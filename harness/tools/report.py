@@ -240,7 +240,8 @@ def load_runs(paths: Sequence[Path]) -> list[ResultRun]:
             if file.name not in run.files:
                 run.files.append(file.name)
             run.tests.update(tests)
-            run.benchmarks.update(figures)
+            for key, figures_of_key in figures.items():  # bench-2.json keeps bench-1.json's counts
+                run.benchmarks.setdefault(key, {}).update(figures_of_key)
             run.places.update(places)
     if not any(run.tests or run.benchmarks for run in runs.values()):
         raise BadInput(f"no test results or benchmarks in {', '.join(map(str, paths))}")

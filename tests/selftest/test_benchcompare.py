@@ -228,7 +228,22 @@ def test_bad_input_exits_2_with_a_message(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"results": []}))
     no_rounds = write_run(tmp_path / "norounds.json", {"batched": [], "vmap": []})
     elsewhere = write_run(tmp_path / "elsewhere.json", {"batched": rounds(1.0), "vmap": rounds(2.0)}, case="cpu-mlp-B7")
+    def broken(name: str, change) -> Path:
+        data = json.loads(good.read_text())
+        change(data)
+        (tmp_path / name).write_text(json.dumps(data))
+        return tmp_path / name
+
+    def first(data: dict) -> dict:
+        return data["benchmarks"][0]
+
     cases = [
+        (broken("notarecord.json", lambda d: d.update(benchmarks=[1])), "benchmark 'number 1' is not as pytest-benchmark writes it: 1 is not an object"),
+        (broken("textround.json", lambda d: first(d)["stats"].update(data=["x"])), "stats.data is not a list of positive times"),
+        (broken("zeromedian.json", lambda d: first(d)["stats"].update(median=0)), "stats.median is 0, not a positive time"),
+        (broken("nostats.json", lambda d: first(d).update(stats=[1])), "no 'stats' object"),
+        (broken("machine.json", lambda d: d.update(machine_info=[])), "not pytest-benchmark JSON (expected a 'machine_info' object"),
+        (broken("peak.json", lambda d: first(d)["extra_info"].update(peak_rss_bytes="lots")), "extra_info.peak_rss_bytes is 'lots', not a count"),
         (tmp_path / "missing.json", "missing.json: no such file"),
         (tmp_path / "garbage.json", "garbage.json: not JSON"),
         (tmp_path / "other.json", "other.json: not pytest-benchmark JSON"),
@@ -458,4 +473,4 @@ def test_current_runs_of_different_machines_and_bad_counts_are_bad_input(tmp_pat
     assert "the current runs were recorded on different machines" in capsys.readouterr().err
     bad = write_run(tmp_path / "bad.json", TIMES, vmap={"instructions": "many"})
     assert main([str(base), str(bad)]) == 2
-    assert "records instructions 'many', not a count" in capsys.readouterr().err
+    assert "extra_info.instructions is 'many', not a count" in capsys.readouterr().err

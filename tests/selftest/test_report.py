@@ -214,6 +214,8 @@ def one_line_error(err: str) -> str:
         (lambda d: d / "page.xml", "page.xml: XML, but not JUnit (root element <html>"),
         (lambda d: d / "broken.xml", "broken.xml: not well-formed XML"),
         (lambda d: d / "other.json", "other.json: not pytest-benchmark JSON"),
+        (lambda d: d / "zero.json", "zero.json: benchmark 'test_benchmark[cpu-float32-mlp-B1-batched]' is not as pytest-benchmark"
+         " writes it: stats.median is 0, not a positive time"),
         (lambda d: d / "empty.xml", "no test results or benchmarks in"),
     ],
 )
@@ -224,6 +226,9 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, capsys, make, message
     (inputs / "page.xml").write_text("<html><body/></html>")
     (inputs / "broken.xml").write_text("<testsuites><testsuite>")
     (inputs / "other.json").write_text('{"name": "not a benchmark"}')
+    zero = json.loads(swept_run(tmp_path / "swept.json", batch_sizes=(1,)).read_text())
+    zero["benchmarks"][0]["stats"]["median"] = 0
+    (inputs / "zero.json").write_text(json.dumps(zero))
     junit(inputs / "empty.xml", "")
     (inputs / "nothing").mkdir()
     code, out, err = report(capsys, make(inputs), "--out", tmp_path / "out")
@@ -281,6 +286,20 @@ def test_a_swept_run_plots_time_and_instructions_per_sample_and_lists_the_counts
         assert f"![{plot.caption}]({plot.file})" in speed and plot.file in err
     assert "| case | method | speedup, torch 2.14.0+cu130 | overhead, torch 2.14.0+cu130 | instructions, torch 2.14.0+cu130 |" in speed
     assert "| cpu-float32-mlp-B128 | vmap | 13.7x | 2.64x | 68,400,000 |" in speed
+
+
+def test_runs_of_one_folder_keep_the_counts_only_one_of_them_made(tmp_path, capsys):
+    """tox -e bench: bench-1.json counts instructions, bench-2.json and bench-3.json do not."""
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    counted = swept_run(folder / "bench-1.json", batch_sizes=(128,))
+    data = json.loads(counted.read_text())
+    for bench in data["benchmarks"]:
+        del bench["extra_info"]["instructions"]
+    (folder / "bench-2.json").write_text(json.dumps(data))
+    code, out, _ = report(capsys, folder, "--out", tmp_path / "out")
+    assert code == 0
+    assert "| cpu-float32-mlp-B128 | vmap | 13.7x | 2.64x | 68,400,000 |" in section(out, "Speed")
 
 
 def test_per_sample_figures_divide_one_call_by_the_batch_size():
