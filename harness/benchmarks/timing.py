@@ -96,7 +96,7 @@ def peak_rss_bytes(call: Callable[[], None]) -> int | None:
 
     Hands what malloc caches back first (``malloc_trim``), so the call's allocations show up as
     new pages, then resets the high-water mark (``/proc/self/clear_refs``) and reads it after
-    the call. tests/test_bench_memory.py shows it finds a known allocation to within a few MiB.
+    the call. tests/selftest/test_bench_memory.py shows it finds a known allocation to within a few MiB.
     """
     try:
         ctypes.CDLL(None).malloc_trim(0)

@@ -3,7 +3,7 @@
     PYTHONPATH=tests/selftest/data/report python -m pytest -p wrong_psg ...
 
 ``my-wrong-method`` returns every sample the batch's summed gradient (as in
-tests/test_third_party_plugin.py): right at B=1, wrong beyond.
+tests/selftest/test_installed_suite.py's plugin): right at B=1, wrong beyond.
 """
 
 from harness import get_method, register_method
