@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 
@@ -61,9 +61,20 @@ def check_torch_pair() -> str:
 
 def check_constraints(path: str, pair: str) -> None:
     """Raise :class:`BrokenEnvironment` if an installed package is not the version the constraints file pins."""
-    with open(path) as file:
-        lines = [line.split("#", 1)[0].strip() for line in file]
-    for req in (Requirement(line) for line in lines if line):
+    try:
+        with open(path) as file:
+            lines = [line.split("#", 1)[0].strip() for line in file]
+    except OSError as exc:
+        raise BrokenEnvironment(f"{path}: cannot be read ({exc.strerror})") from None
+    requirements = []
+    for line in lines:
+        if not line or line.startswith("-"):  # blank, or an option such as -c other.txt
+            continue
+        try:
+            requirements.append(Requirement(line))
+        except InvalidRequirement as exc:
+            raise BrokenEnvironment(f"{path}: {line!r} is not a requirement ({str(exc).splitlines()[0]})") from None
+    for req in requirements:
         try:
             installed = metadata.version(req.name)
         except metadata.PackageNotFoundError:

@@ -20,6 +20,7 @@ from harness.checking.runner import run
 from harness.checking.trials import oracle_trials, quantity_trials
 from harness.core.distance import distance
 from harness.core.errors import MethodUnavailable
+from harness.core.precision import PRECISIONS
 from harness.core.tolerances import Tolerance
 from harness.methods import clip_eps, gives_itself
 from harness.problems.build import build_case
@@ -69,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness measure-tolerances", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3)")
     parser.add_argument("--check", choices=list(QUANTITIES), default="grads", help="the quantity to measure (default grads)")
-    parser.add_argument("--precision", action="append", default=[], help="only this precision (repeatable; default all)")
+    parser.add_argument(
+        "--precision", action="append", default=[], choices=list(PRECISIONS), help="only this precision (repeatable; default all)"
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")

@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args.junit) < 2:
             raise BadInput("name two or more JUnit XML files (pytest --junitxml) to compare")
         runs = {}
+        resolved = [Path(name).resolve() for name in args.junit]
+        repeated = sorted({name for name, path in zip(args.junit, resolved, strict=True) if resolved.count(path) > 1})
+        if repeated:
+            raise BadInput(f"{', '.join(repeated)}: named twice; a run agrees with itself (name two or more different runs)")
         for name in args.junit:
             if not Path(name).is_file():
                 raise BadInput(f"{name}: no such file")

@@ -55,3 +55,22 @@ def test_constraints_catch_an_installer_that_ignored_them(monkeypatch, tmp_path,
     assert "torch 2.15.0 with torchvision 0.29.2: " in capsys.readouterr().err
     versions.update(torch="2.6.0+cu124", torchvision="0.21.0")
     assert envcheck.main(["--constraints", str(constraints)]) == 0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [(None, "missing.txt: cannot be read (No such file or directory)"), ("torch==\n", "'torch==' is not a requirement (")],
+)
+def test_a_constraints_file_that_cannot_be_read_is_one_line(tmp_path, capsys, text, message):
+    constraints = tmp_path / "missing.txt"
+    if text is not None:
+        constraints.write_text(text)
+    assert envcheck.main(["--constraints", str(constraints)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_options_in_a_constraints_file_are_not_requirements(tmp_path):
+    constraints = tmp_path / "torch.txt"
+    constraints.write_text(f"-c other.txt\ntorch=={envcheck.metadata.version('torch')}\n")
+    envcheck.check_constraints(str(constraints), "this pair")

@@ -42,7 +42,9 @@ def test_a_different_missing_or_failed_test_is_named_and_exits_1(tmp_path, capsy
     assert shown.replace(" A", f" {a}").replace(" B", f" {b}") in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("files", [["one.xml"], ["one.xml", "nope.xml"], ["one.xml", "empty.xml"]])
+@pytest.mark.parametrize(
+    "files", [["one.xml"], ["one.xml", "nope.xml"], ["one.xml", "empty.xml"], ["one.xml", "one.xml"]]
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, files):
     junit(tmp_path / "one.xml", PASSED.format("x"))
     junit(tmp_path / "empty.xml")
