@@ -95,7 +95,10 @@ def selects_benchmarks(expression: str) -> bool:
 
     if not re.search(r"\bbenchmark\b", expression):
         return False
-    compiled = Expression.compile(expression)
+    try:
+        compiled = Expression.compile(expression)
+    except SyntaxError:  # pytest's ParseError; pytest itself reports it in one line
+        return False
     marks = [{"benchmark"}, {"benchmark", "slow"}, {"benchmark", "cuda"}, {"benchmark", "slow", "cuda"}]
     return any(compiled.evaluate(lambda name, m=m, **_: name in m) for m in marks)
 
@@ -161,7 +164,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.benchmark_json is not None:
             # pytest-benchmark opens it only after the last benchmark: a missing folder would
             # lose the whole run to a FileNotFoundError at the end
-            config.option.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                config.option.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise pytest.UsageError(f"--benchmark-json: cannot make its folder {exc.filename} ({exc.strerror})") from None
 
 
 _NEW_FOLDERS = pytest.StashKey[list[Path]]()

@@ -46,7 +46,8 @@ def test_outside_xdist_nothing_changes(monkeypatch):
 @pytest.mark.parametrize(
     "expression, selects",
     [("", False), ("slow", False), ("not benchmark", False), ("benchmark", True), ("benchmark and slow", True),
-     ("cuda and not slow", False), ("not slow and benchmark", True), ("slow or benchmark", True)],
+     ("cuda and not slow", False), ("not slow and benchmark", True), ("slow or benchmark", True),
+     ("benchmark and", False)],  # not an expression: pytest says so in one line
 )
 def test_which_marker_expressions_select_benchmarks(expression, selects):
     assert selects_benchmarks(expression) is selects
@@ -60,3 +61,13 @@ def test_benchmarks_under_xdist_stop_with_one_line_and_a_non_zero_exit(subproces
     )
     assert proc.returncode == pytest.ExitCode.USAGE_ERROR
     assert "benchmarks time one process on a quiet machine: run -m benchmark without -n" in proc.stderr
+
+
+def test_a_benchmark_json_whose_folder_cannot_be_made_is_a_usage_error(subprocess_env, tmp_path):
+    (tmp_path / "afile").write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "benchmark", f"--benchmark-json={tmp_path}/afile/run.json", "--co", "-q"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], env=subprocess_env,
+    )
+    assert proc.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: --benchmark-json: cannot make its folder {tmp_path}/afile" in proc.stderr, proc.stderr
