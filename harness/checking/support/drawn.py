@@ -9,6 +9,9 @@ from harness.checking.support.families import (
     BACKPACK_NO_EXTENSION,
     LSTM_OPACUS_FALLBACK,
     LSTM_VMAP_FLOAT64,
+    MHA_EXPANDED_WEIGHTS,
+    MHA_OPACUS_FALLBACK,
+    VMAP_RECURRENT_ERROR,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
@@ -75,7 +78,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     DrawnFailure(
         methods=_VMAP_FAMILY + _OPACUS,
         layers=("rnn", "gru"),
-        error=r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+        error=VMAP_RECURRENT_ERROR,
         reason=(
             "vmap over nn.RNN and nn.GRU fails on the CPU in every precision (nn.LSTM only in "
             "float64); Opacus has no grad sampler for them and falls back to the same vmap"
@@ -83,20 +86,8 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         devices=("cpu",),
         torch=">=2.6",
     ),
-    DrawnFailure(
-        methods=_OPACUS,
-        layers=("mha",),
-        error=r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
-        reason="no grad sampler for nn.MultiheadAttention; Opacus wants its DPMultiheadAttention",
-        torch=">=2.6",
-    ),
-    DrawnFailure(
-        methods=_EXPANDED_WEIGHTS,
-        layers=("mha",),
-        error="Expanded Weights encountered but cannot handle function multi_head_attention_forward",
-        reason="ExpandedWeights has no rule for multi_head_attention_forward",
-        torch=">=2.6",
-    ),
+    DrawnFailure(layers=("mha",), **MHA_OPACUS_FALLBACK),
+    DrawnFailure(layers=("mha",), **MHA_EXPANDED_WEIGHTS),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
         layers=("conv_transpose2d",),

@@ -11,10 +11,13 @@ VMAP_FAMILY = ("vmap", "vmap-chunked", "vmap-compiled", "functorch")
 
 #: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
 #: but their models or layers (and a drawn row's ``when``).
+#: What vmap raises over a recurrent layer it cannot batch (nn.LSTM in float64, nn.RNN and nn.GRU always).
+VMAP_RECURRENT_ERROR = r"output with shape \[1, \d+\] doesn't match the broadcast shape"
+
 LSTM_VMAP_FLOAT64: dict[str, Any] = {
     "methods": VMAP_FAMILY + OPACUS,
     "precisions": ("float64",),
-    "error": r"output with shape \[1, \d+\] doesn't match the broadcast shape",
+    "error": VMAP_RECURRENT_ERROR,
     "reason": (
         "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
         "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
@@ -53,5 +56,22 @@ BACKPACK_NO_EXTENSION: dict[str, Any] = {
         "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
         "get no grad_batch / batch_l2, with only a warning"
     ),
+    "torch": ">=2.6",
+}
+
+MHA_OPACUS_FALLBACK: dict[str, Any] = {
+    "methods": OPACUS,
+    "error": r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
+    "reason": (
+        "Opacus' functorch fallback (no grad sampler for nn.MultiheadAttention) calls the module "
+        "with its first input only; Opacus expects its DPMultiheadAttention"
+    ),
+    "torch": ">=2.6",
+}
+
+MHA_EXPANDED_WEIGHTS: dict[str, Any] = {
+    "methods": EXPANDED_WEIGHTS,
+    "error": "Expanded Weights encountered but cannot handle function multi_head_attention_forward",
+    "reason": "ExpandedWeights has no rule for multi_head_attention_forward",
     "torch": ">=2.6",
 }

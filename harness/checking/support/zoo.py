@@ -7,6 +7,8 @@ from harness.checking.support.families import (
     BACKPACK_NO_EXTENSION,
     LSTM_OPACUS_FALLBACK,
     LSTM_VMAP_FLOAT64,
+    MHA_EXPANDED_WEIGHTS,
+    MHA_OPACUS_FALLBACK,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
@@ -40,23 +42,8 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
     ),
     ZooFailure(models=("lstm_text",), **LSTM_VMAP_FLOAT64),
     ZooFailure(models=("lstm_text",), **LSTM_OPACUS_FALLBACK),
-    ZooFailure(
-        methods=_OPACUS,
-        models=("transformer",),
-        error=r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
-        reason=(
-            "Opacus' functorch fallback (no grad sampler for nn.MultiheadAttention) calls the module "
-            "with its first input only; Opacus expects its DPMultiheadAttention"
-        ),
-        torch=">=2.6",
-    ),
-    ZooFailure(
-        methods=_EXPANDED_WEIGHTS,
-        models=("transformer",),
-        error="Expanded Weights encountered but cannot handle function multi_head_attention_forward",
-        reason="ExpandedWeights has no rule for multi_head_attention_forward",
-        torch=">=2.6",
-    ),
+    ZooFailure(models=("transformer",), **MHA_OPACUS_FALLBACK),
+    ZooFailure(models=("transformer",), **MHA_EXPANDED_WEIGHTS),
     ZooFailure(
         methods=_OPACUS,
         models=("bn_eval",),
