@@ -607,18 +607,18 @@ def _store(currents: Sequence[Run], folder: Path) -> list[Path]:
 
 def compare(baselines: Sequence[Run], currents: Sequence[Run], args: argparse.Namespace) -> Comparison:
     """Judge the current runs: times against the baseline runs of the same machine, counts
-    against those of the same ISA, memory against all."""
+    against those of the same code path (vendor and ISA), memory against all."""
     machine = _one_machine(currents)
     everything = [run.timings for run in baselines]
     now = [run.timings for run in currents]
     same_machine = [run.timings for run in baselines if run.machine == machine]
-    same_isa = [run.timings for run in baselines if run.machine.isa == machine.isa]
+    same_code_path = [run.timings for run in baselines if run.machine.code_path == machine.code_path]
     return Comparison(
         judge_timings(
             same_machine, now, args.threshold, args.alpha, args.absolute, args.max_drift,
             keys=time_keys(everything, now, args.absolute),
         ),
-        [row for counter in COUNTERS for row in judge_counts(same_isa, now, counter, _count_threshold(counter, args))],
+        [row for counter in COUNTERS for row in judge_counts(same_code_path, now, counter, _count_threshold(counter, args))],
         judge_memory(everything, now, args.memory_threshold, args.count_threshold),
     )
 
@@ -633,11 +633,11 @@ def _machine_note(baselines: Sequence[Run], machine: Machine) -> str | None:
     if not others:
         return None
     same = sum(run.machine == machine for run in baselines)
-    same_isa = sum(run.machine.isa == machine.isa for run in baselines)
+    same_code_path = sum(run.machine.code_path == machine.code_path for run in baselines)
     return (
         f"this run's machine: {machine}; {len(baselines) - same} of {len(baselines)} baseline run(s) were recorded "
         f"on another ({'; '.join(others)}): times are judged against the {same} of this CPU, counts (where recorded) "
-        f"against the {same_isa} of its ISA"
+        f"against the {same_code_path} of its vendor and ISA"
     )
 
 

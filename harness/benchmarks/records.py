@@ -144,12 +144,13 @@ SIMD_FLAG_PREFIXES = ("sse", "ssse", "avx", "amx", "fma", "f16c", "asimd", "sve"
 
 @dataclass(frozen=True)
 class Machine:
-    """The CPU a run recorded (pytest-benchmark's ``machine_info["cpu"]``, from py-cpuinfo) and
-    its SIMD extensions. Times compare only between runs of the same machine; instruction counts
-    between runs of the same ISA (the same code path), whatever the CPU's speed."""
+    """The CPU a run recorded (pytest-benchmark's ``machine_info["cpu"]``, from py-cpuinfo), its
+    vendor and its SIMD extensions. Times compare only between runs of the same machine;
+    instruction counts between runs of the same :attr:`code_path`, whatever the CPU's speed."""
 
     cpu: str
     isa: frozenset[str]
+    vendor: str = ""
 
     @classmethod
     def of(cls, machine_info: dict) -> Machine:
@@ -162,7 +163,14 @@ class Machine:
         return cls(
             f"{cpu['brand_raw']} ({model})" if model else str(cpu["brand_raw"]),
             frozenset(flag for flag in flags if flag.startswith(SIMD_FLAG_PREFIXES)),
+            str(cpu.get("vendor_id_raw") or ""),
         )
+
+    @property
+    def code_path(self) -> tuple[str, frozenset[str]]:
+        """What chooses the kernels a call runs, and so its instructions: the SIMD extensions,
+        and the vendor (MKL dispatches on it; the same flags on Intel and AMD may take other code)."""
+        return self.vendor, self.isa
 
     @property
     def isa_name(self) -> str:

@@ -305,9 +305,11 @@ def test_each_benchmark_gets_its_overhead_and_speedup():
 # Counts, machines, and a guard that judged too little.
 
 #: py-cpuinfo's view of three CPUs: two models with the same SIMD extensions, and one with AVX-512.
-AVX2_CPU = {"brand_raw": "AMD EPYC", "family": 25, "model": 1, "stepping": 1, "flags": ["avx", "avx2", "fma", "sse4_2"]}
+AVX2_CPU = {"vendor_id_raw": "AuthenticAMD", "brand_raw": "AMD EPYC", "family": 25, "model": 1, "stepping": 1, "flags": ["avx", "avx2", "fma", "sse4_2"]}
 AVX2_CPU_FASTER = {**AVX2_CPU, "model": 17}
 AVX512_CPU = {**AVX2_CPU, "family": 26, "model": 2, "flags": [*AVX2_CPU["flags"], "avx512f", "avx512_vnni"]}
+#: The AVX2 CPU's SIMD extensions on an Intel CPU: MKL may take other code there.
+INTEL_AVX2_CPU = {**AVX2_CPU, "vendor_id_raw": "GenuineIntel", "brand_raw": "Intel Xeon", "family": 6}
 TIMES = {"batched": rounds(1.0, seed=1), "vmap": rounds(2.0, seed=2), "loop": rounds(9.0, seed=3)}
 
 
@@ -426,9 +428,9 @@ def test_counts_are_judged_at_any_load_and_count_as_judged(tmp_path, capsys):
     assert "UNJUDGED" not in capsys.readouterr().out
 
 
-def test_another_cpu_is_not_judged_by_time_but_by_counts_of_the_same_isa(tmp_path, capsys):
+def test_another_cpu_is_not_judged_by_time_but_by_counts_of_the_same_vendor_and_isa(tmp_path, capsys):
     """A 2x faster CPU of the same machine class: its times say nothing against the baseline's,
-    its instruction counts do where the SIMD extensions (the kernels run) are the same."""
+    its instruction counts do where the vendor and the SIMD extensions (the kernels run) are the same."""
     base = write_run(tmp_path / "base.json", TIMES, cpu=AVX2_CPU, **counted({"vmap": 1000, "loop": 5000}))
     fast = {m: [t / 2 for t in r] for m, r in TIMES.items()}
     cur = write_run(tmp_path / "cur.json", fast, cpu=AVX2_CPU_FASTER, **counted({"vmap": 1000, "loop": 5000}))
@@ -437,7 +439,7 @@ def test_another_cpu_is_not_judged_by_time_but_by_counts_of_the_same_isa(tmp_pat
     assert out.startswith(
         "this run's machine: AMD EPYC (family 25, model 17, stepping 1), AVX2; 1 of 1 baseline run(s) were recorded on "
         "another (AMD EPYC (family 25, model 1, stepping 1), AVX2): times are judged against the 0 of this CPU, counts "
-        "(where recorded) against the 1 of its ISA"
+        "(where recorded) against the 1 of its vendor and ISA"
     )
     assert "| vmap | — | — | — | — | — | not judged: no baseline run on this CPU |" in line(out, "vmap")
     assert "| ok |" in count_line(out, "vmap") and "UNJUDGED" not in out
@@ -445,7 +447,10 @@ def test_another_cpu_is_not_judged_by_time_but_by_counts_of_the_same_isa(tmp_pat
     assert main([str(base), str(other_isa)]) == 3
     out = capsys.readouterr().out
     assert "| count per call |" not in out and "UNJUDGED: 0 of 2 benchmark(s) judged" in out
-    assert "against the 0 of its ISA" in out and "AVX512" in out
+    assert "against the 0 of its vendor and ISA" in out and "AVX512" in out
+    intel = write_run(tmp_path / "intel.json", fast, cpu=INTEL_AVX2_CPU, **counted({"vmap": 1000, "loop": 5000}))
+    assert main([str(base), str(intel)]) == 3
+    assert "against the 0 of its vendor and ISA" in capsys.readouterr().out
 
 
 def test_auto_stores_the_runs_of_a_cpu_it_has_no_baseline_of_when_asked(tmp_path, capsys):
