@@ -80,6 +80,7 @@ from harness.benchmarks.records import (
     read_json,
     storage_name,
 )
+from harness.core.markdown import markdown_table
 
 DEFAULT_THRESHOLD = 0.10
 #: How many times the spread of the baseline runs a change must exceed.
@@ -499,9 +500,7 @@ def _figure(value: float | None, spec: str) -> str:
 
 
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table of text cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+    return "\n".join(markdown_table(header, rows))
 
 
 def format_table(rows: Sequence[TimingVerdict], absolute: bool) -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from harness.benchmarks.records import BATCHED, COUNTERS, BadInput, add_ratios, case_and_method, read_json
+from harness.core.markdown import markdown_table
 
 #: Peak memory figures a benchmark may carry: CUDA allocated bytes, CPU resident growth.
 PEAKS = ("peak_bytes", "peak_rss_bytes")
@@ -313,20 +314,18 @@ def _cell(outcomes: list[Outcome], notes: Notes) -> str:
 
 
 def _counts_table(runs: Sequence[ResultRun]) -> list[str]:
-    lines = [
-        "| run | torchvision | opacus | machine | passed | xfailed | failed | skipped | benchmarks | files |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for run in runs:
         counts = Counter(o.status for o in run.tests.values())
         p = run.properties
         machine = p.get("machine_class", "?") + (f" ({p['cpu']})" if p.get("cpu") else "")
-        lines.append(
-            f"| {run.label} | {p.get('torchvision', '?')} | {p.get('opacus', '?')} | {machine} | "
-            f"{counts['passed']} | {counts['xfailed']} | {counts['failed'] + counts['xpassed']} | {counts['skipped']} | "
-            f"{len(run.benchmarks)} | {run.folder}/: {', '.join(run.files)} |"
-        )
-    return lines
+        rows.append([
+            run.label, p.get("torchvision", "?"), p.get("opacus", "?"), machine, str(counts["passed"]),
+            str(counts["xfailed"]), str(counts["failed"] + counts["xpassed"]), str(counts["skipped"]),
+            str(len(run.benchmarks)), f"{run.folder}/: {', '.join(run.files)}",
+        ])
+    header = ["run", "torchvision", "opacus", "machine", "passed", "xfailed", "failed", "skipped", "benchmarks", "files"]
+    return markdown_table(header, rows)
 
 
 def _failure_lines(failures: list[tuple[str, str, Outcome]]) -> list[str]:
@@ -359,13 +358,12 @@ def _correctness(runs: Sequence[ResultRun], notes: Notes) -> list[str]:
             lines += [
                 f"## {SECTIONS[section].title}: {device}, {precision}",
                 "",
-                f"| {subject} | method | " + " | ".join(r.label for r in runs) + " |",
-                "|---|---|" + "---|" * len(runs),
+                *markdown_table(
+                    [subject, "method", *(r.label for r in runs)],
+                    ([model, method, *(_cell(c, notes) for c in shown[(model, method)])] for model, method in _grouped(shown)),
+                ),
+                "",
             ]
-            for model, method in _grouped(shown):
-                cells_of_runs = " | ".join(_cell(c, notes) for c in shown[(model, method)])
-                lines.append(f"| {model} | {method} | {cells_of_runs} |")
-            lines.append("")
             if (name, device, precision) in failures:
                 lines += ["Failures:", "", *_failure_lines(failures[(name, device, precision)]), ""]
     return lines
@@ -393,20 +391,26 @@ def _seed_claims(runs: Sequence[ResultRun]) -> list[str]:
     ]
     if not rows:
         return []
-    lines = [
+    return [
         "## The seeds' element-wise claims, on the machine of each run",
         "",
         "Recorded, not asserted: which float32 ReLU/max-pool kinks take the other branch depends on the "
         "CPU's kernels. What every run asserts is that both sides are within the float32 bound of the "
         "float64 oracle.",
         "",
-        "| run | test | worst element difference | the seed's allclose |",
-        "|---|---|---|---|",
+        *markdown_table(
+            ["run", "test", "worst element difference", "the seed's allclose"],
+            (
+                [label, f"`{test}`", f"{_float(recorded['seed_max_abs_diff']) or 0:.2e}", _holds(recorded)]
+                for label, test, recorded in rows
+            ),
+        ),
+        "",
     ]
-    for label, test, recorded in rows:
-        holds = {"true": "holds", "false": "does not hold"}.get(recorded.get("seed_claim_holds", "").lower(), "?")
-        lines.append(f"| {label} | `{test}` | {_float(recorded['seed_max_abs_diff']) or 0:.2e} | {holds} |")
-    return [*lines, ""]
+
+
+def _holds(recorded: dict[str, str]) -> str:
+    return {"true": "holds", "false": "does not hold"}.get(recorded.get("seed_claim_holds", "").lower(), "?")
 
 
 def _ratio(figures: dict[str, float] | None, name: str) -> str:
@@ -440,12 +444,14 @@ def _benchmarks(runs: Sequence[ResultRun], plots: Sequence[tuple[str, str]]) -> 
         "`python -m harness compare` judges); speedup: the loop's overhead over the method's (higher is "
         "faster). Both from the same run. Instructions and kernel launches: per call, where the run counted them.",
         "",
-        "| case | method | " + " | ".join(header) + " |",
-        "|---|---|" + "---|" * len(header),
+        *markdown_table(
+            ["case", "method", *header],
+            (
+                [case, method, *(fmt(run.benchmarks.get((case, method)), name) for name, fmt in columns for run in runs)]
+                for case, method in keys
+            ),
+        ),
     ]
-    for case, method in keys:
-        values = [fmt(run.benchmarks.get((case, method)), name) for name, fmt in columns for run in runs]
-        lines.append(f"| {case} | {method} | " + " | ".join(values) + " |")
     if plots:
         lines += ["", *(f"![{caption}]({file})" for caption, file in plots)]
     return [*lines, ""]
