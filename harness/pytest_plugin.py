@@ -56,6 +56,7 @@ WARNING_FILTERS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """The harness's options: --psg-methods, --baselines, --instructions."""
     group = parser.getgroup("psg-harness", "per-sample-gradient harness")
     group.addoption(
         "--psg-methods",
@@ -129,6 +130,8 @@ def _share_the_machine_with_the_other_workers() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once on a broken torch/torchvision pair, benchmarks under -n, or --instructions
+    without valgrind; register the markers and the Hypothesis profile; set up the benchmarks' storage."""
     from harness.core.environment import BrokenEnvironment, check_torch_pair
 
     try:

@@ -265,7 +265,9 @@ def _samples(run: TimedRun, key: tuple[str, str], absolute: bool) -> list[float]
     return ratios
 
 
-def _slower_p(baseline: Sequence[float], current: Sequence[float], alternative: str) -> float:
+def _shift_p(baseline: Sequence[float], current: Sequence[float], alternative: str) -> float:
+    """The one-sided Mann-Whitney p-value that the current rounds are ``greater`` (slower) or
+    ``less`` (faster) than the baseline's."""
     from scipy.stats import mannwhitneyu
 
     return float(mannwhitneyu(current, baseline, alternative=alternative).pvalue)
@@ -361,10 +363,10 @@ def judge_timings(
         cur = [x for samples in cur_runs for x in samples]
         p: float | None = None
         if c > b * (1 + allowed):
-            p = _slower_p(base, cur, "greater")
+            p = _shift_p(base, cur, "greater")
             verdict = "REGRESSION" if p < alpha else "slower, not significant"
         elif c < b / (1 + allowed):
-            p = _slower_p(base, cur, "less")
+            p = _shift_p(base, cur, "less")
             verdict = "improved" if p < alpha else "faster, not significant"
         else:
             verdict = "ok"

@@ -24,7 +24,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 def register_method(
     name: str, fn: Callable | None = None, *, replace: bool = False, returns: str = "grads", clip_eps: float = 0.0
-):
+) -> Callable:
     """Register ``fn`` under ``name`` for the quantity it ``returns`` (usable as a decorator).
 
     ``replace=True`` swaps an existing one; ``clip_eps`` declares a clipped-step method's
