@@ -1,7 +1,7 @@
 """Precision modes: the dtype a case runs in, the TF32 switches and the autocast it runs under.
 
 Every correctness case states its mode; none inherits TF32 (on by default for CUDA
-convolutions) or autocast by accident.
+convolutions), a lower float32 matmul precision or autocast by accident.
 """
 
 from __future__ import annotations
@@ -61,19 +61,48 @@ def set_tf32(matmul: bool, cudnn: bool) -> None:
     torch.backends.cudnn.allow_tf32 = cudnn
 
 
+def _onednn_float32_switches() -> list[object]:
+    """oneDNN's float32 precision switches (matmul, conv, rnn; torch 2.9 and later): ``bf16`` or
+    ``tf32`` there let a CPU with those units run float32 work in less precision, and
+    ``torch.set_float32_matmul_precision("medium")`` sets the matmul one to ``bf16``."""
+    mkldnn = torch.backends.mkldnn
+    return [switch for op in ("matmul", "conv", "rnn") if hasattr(switch := getattr(mkldnn, op, None), "fp32_precision")]
+
+
+@contextlib.contextmanager
+def _full_float32() -> Iterator[None]:
+    """float32 work in float32 on every backend, whatever the process set before (a project's
+    ``set_float32_matmul_precision("medium")`` would make CPU matmuls bf16 on some CPUs only);
+    switches already at full precision are left untouched."""
+    matmul = torch.get_float32_matmul_precision()
+    switches = [(s, s.fp32_precision) for s in _onednn_float32_switches() if s.fp32_precision not in ("none", "ieee")]
+    if matmul != "highest":
+        torch.set_float32_matmul_precision("highest")
+    for switch, _ in switches:
+        switch.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        if matmul != "highest":
+            torch.set_float32_matmul_precision(matmul)
+        for switch, value in switches:
+            switch.fp32_precision = value
+
+
 @contextlib.contextmanager
 def precision_mode(precision: Precision, device: str = "cpu") -> Iterator[Precision]:
-    """Run the body with TF32 on or off, and under autocast on ``device`` or not, as ``precision``
-    says; then restore the switches."""
+    """Run the body in full float32 on every backend but for TF32 where ``precision`` allows it,
+    and under autocast on ``device`` or not, as ``precision`` says; then restore the switches."""
     saved = tf32_flags()
-    set_tf32(precision.tf32, precision.tf32)
     autocast = (
         torch.autocast(device_type=device, dtype=precision.autocast)
         if precision.autocast is not None
         else contextlib.nullcontext()
     )
-    try:
-        with autocast:
-            yield precision
-    finally:
-        set_tf32(*saved)
+    with _full_float32():
+        set_tf32(precision.tf32, precision.tf32)
+        try:
+            with autocast:
+                yield precision
+        finally:
+            set_tf32(*saved)
