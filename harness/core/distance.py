@@ -27,7 +27,9 @@ class Worst:
     @property
     def ratio(self) -> float:
         """Error over bound: above 1 fails."""
-        return self.abs_err / self.bound if self.bound > 0 else float("inf") * (self.abs_err > 0)
+        if self.bound > 0:
+            return self.abs_err / self.bound
+        return float("inf") if self.abs_err > 0 else 0.0  # a zero bound: only an exact match is within
 
     def __str__(self) -> str:
         return (
@@ -92,7 +94,8 @@ def distance(result: Mapping[str, torch.Tensor], reference: Mapping[str, torch.T
         bound = tol.atol + tol.rtol * ref_norm
         rel = abs_err / ref_norm.clamp_min(torch.finfo(torch.float64).tiny)
         max_rel = max(max_rel, float(rel.max()))
-        i = int((abs_err / bound).argmax())
+        ratio = torch.where(bound > 0, abs_err / bound, torch.where(abs_err > 0, torch.inf, 0.0))
+        i = int(ratio.argmax())
         candidate = Worst(name, i, float(abs_err[i]), float(rel[i]), float(ref_norm[i]), float(bound[i]))
         if worst is None or candidate.ratio > worst.ratio:
             worst = candidate
