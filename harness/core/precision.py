@@ -26,6 +26,12 @@ class Precision:
     autocast: torch.dtype | None = None
 
     @property
+    def compute_dtype(self) -> torch.dtype:
+        """The least precise dtype a case of this mode computes in: autocast's, else the case's.
+        A method's result may not be less precise than that."""
+        return self.autocast or self.dtype
+
+    @property
     def zoo_gradients_only(self) -> bool:
         """Whether this mode checks only the zoo's per-sample gradients (no drawn layers, norms or clipped step)."""
         return self.autocast is not None

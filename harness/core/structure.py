@@ -13,8 +13,11 @@ import torch.nn as nn
 from harness.core.errors import MethodLeftState, MethodOutputError
 
 
-def check_structure(result: Any, model: nn.Module, batch_size: int | None, where: str) -> dict[str, torch.Tensor]:
-    """Check names, shapes ``(B, *param.shape)`` and finiteness; return the result as a dict.
+def check_structure(
+    result: Any, model: nn.Module, batch_size: int | None, where: str, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """Check names, shapes ``(B, *param.shape)``, finiteness and (given ``dtype``, the case's
+    :attr:`~harness.core.precision.Precision.compute_dtype`) precision; return the result as a dict.
 
     ``batch_size=None`` checks a batch quantity (the clipped step): shapes ``param.shape``.
     ``where`` names the method and case (e.g. ``"method 'vmap' on cpu-float64-mlp-B7"``).
@@ -42,22 +45,35 @@ def check_structure(result: Any, model: nn.Module, batch_size: int | None, where
         if tuple(g.shape) != expected:
             form = "(B, *param.shape)" if leading else "param.shape"
             raise MethodOutputError(f"{where} returned shape {tuple(g.shape)} for {name}, expected {expected} {form}")
+        _check_precision(g, name, dtype, where)
         _check_finite(g, name, leading, where)
     return {name: result[name] for name in params}
 
 
-def check_norms_structure(result: Any, batch_size: int, where: str) -> torch.Tensor:
-    """Check that per-sample norms are a finite, non-negative tensor of shape ``(B,)``."""
+def check_norms_structure(result: Any, batch_size: int, where: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Check that per-sample norms are a finite, non-negative tensor of shape ``(B,)``, no less
+    precise than ``dtype`` where given."""
     __tracebackhide__ = True
     if not isinstance(result, torch.Tensor):
         raise MethodOutputError(f"{where} returned a {type(result).__name__}, expected a tensor of per-sample norms")
     if tuple(result.shape) != (batch_size,):
         raise MethodOutputError(f"{where} returned norms of shape {tuple(result.shape)}, expected ({batch_size},) (B,)")
+    _check_precision(result, "the norms", dtype, where)
     _check_finite(result, "the norms", (batch_size,), where)
     negative = (result.detach() < 0).nonzero().flatten().tolist()
     if negative:
         raise MethodOutputError(f"{where} returned negative norms at samples {negative[:10]}")
     return result
+
+
+def _check_precision(t: torch.Tensor, name: str, dtype: torch.dtype | None, where: str) -> None:
+    """A result less precise than the case computes in has lost what the bounds assume it has:
+    bfloat16 per-sample gradients of a float32 case can pass the float32 kinks bound."""
+    if dtype is None or not t.is_floating_point():
+        return
+    if torch.finfo(t.dtype).eps > torch.finfo(dtype).eps:
+        got, case = (str(d).removeprefix("torch.") for d in (t.dtype, dtype))
+        raise MethodOutputError(f"{where} returned {name} in {got}, less precise than the case's {case}")
 
 
 def _check_finite(t: torch.Tensor, name: str, leading: tuple[int, ...], where: str) -> None:

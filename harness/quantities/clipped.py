@@ -30,9 +30,9 @@ class Clipped(Quantity):
         case.max_grad_norm = mid_bound(per_sample_norms(oracle_grads))
 
     def validate(self, result: Any, case: Case, where: str) -> PerSample:
-        """Names, shapes ``param.shape`` and finite values."""
+        """Names, shapes ``param.shape``, finite values, no less precise than the case computes in."""
         __tracebackhide__ = True
-        checked = check_structure(result, case.model, None, where)
+        checked = check_structure(result, case.model, None, where, case.precision.compute_dtype)
         return {name: g.detach() for name, g in checked.items()}
 
     def from_grads(self, grads: Mapping[str, torch.Tensor], case: Case) -> PerSample:

@@ -18,9 +18,9 @@ class Grads(Quantity):
     name = "grads"
 
     def validate(self, result: Any, case: Case, where: str) -> PerSample:
-        """Names, shapes ``(B, *param.shape)`` and finite values."""
+        """Names, shapes ``(B, *param.shape)``, finite values, no less precise than the case computes in."""
         __tracebackhide__ = True
-        checked = check_structure(result, case.model, case.batch_size, where)
+        checked = check_structure(result, case.model, case.batch_size, where, case.precision.compute_dtype)
         return {name: g.detach() for name, g in checked.items()}
 
     def from_grads(self, grads: Mapping[str, torch.Tensor], case: Case) -> PerSample:

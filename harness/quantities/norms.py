@@ -29,7 +29,7 @@ class Norms(Quantity):
     def validate(self, result: Any, case: Case, where: str) -> torch.Tensor:
         """A finite, non-negative tensor of shape ``(B,)``."""
         __tracebackhide__ = True
-        return check_norms_structure(result, case.batch_size, where).detach()
+        return check_norms_structure(result, case.batch_size, where, case.precision.compute_dtype).detach()
 
     def from_grads(self, grads: Mapping[str, torch.Tensor], case: Case) -> torch.Tensor:
         """The norms of a method's per-sample gradients."""

@@ -86,8 +86,13 @@ def test_wrong_values_are_caught(method, name, transform, pattern):
         ),
         (lambda g, c: list(g.values()), MethodOutputError, r"returned a list, expected a dict"),
         (lambda g, c: {**g, "0.bias": g["0.bias"].tolist()}, MethodOutputError, r"returned a list for 0\.bias"),
+        (
+            lambda g, c: {**g, "2.weight": g["2.weight"].float()},
+            MethodOutputError,
+            r"returned 2\.weight in float32, less precise than the case's float64$",
+        ),
     ],
-    ids=["missing", "extra", "wrong-shape", "nan", "not-a-dict", "not-a-tensor"],
+    ids=["missing", "extra", "wrong-shape", "nan", "not-a-dict", "not-a-tensor", "less-precise"],
 )
 def test_wrong_structure_is_named(method, transform, error, pattern):
     method(vmap_then(transform))
