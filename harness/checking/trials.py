@@ -20,6 +20,7 @@ from harness.methods import METHODS, gives_itself, methods_for
 from harness.problems.build import build_case
 from harness.problems.zoo import MODELS, ModelSpec
 from harness.quantities import QUANTITIES
+from harness.reference.oracle import ORACLE
 
 DEVICES = ("cpu", "cuda")
 
@@ -108,13 +109,9 @@ def _light_or_slow(trial: Trial) -> Trial:
     return trial if case == light else dataclasses.replace(trial, slow=True)
 
 
-#: The oracle (harness/reference/oracle.py) as a trial's method, precision and device: the loop
-#: in float64 on the CPU. Checked against itself it could not fail, so the grids leave it out;
-#: the loop is checked in the other precisions and devices, and by the sum check.
-ORACLE = ("loop", "float64", "cpu")
-
-
 def _is_the_oracle(method: str, precision: str, device: str) -> bool:
+    """Checked against itself the oracle could not fail, so the grids leave it out; the loop is
+    checked in the other precisions and devices, and by the sum check."""
     return (method, precision, device) == ORACLE
 
 

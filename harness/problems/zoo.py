@@ -43,14 +43,24 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+#: How many times each model name was registered anew over an existing one.
+_REPLACED: dict[str, int] = {}
 
 
 def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     """Add a model to the zoo; refuse to shadow an existing name unless ``replace``."""
     if spec.name in MODELS and not replace:
         raise ValueError(f"model {spec.name!r} is already registered (pass replace=True to swap it)")
+    if spec.name in MODELS:
+        _REPLACED[spec.name] = _REPLACED.get(spec.name, 0) + 1
     MODELS[spec.name] = spec
     return spec
+
+
+def generation(spec: ModelSpec) -> int:
+    """How many times a model of the spec's name was replaced: a cache of results per model
+    (the oracle's) keys on it too, since a replacing spec equals the one it replaced."""
+    return _REPLACED.get(spec.name, 0) if MODELS.get(spec.name) is spec else -1
 
 
 def get_model(name: str | ModelSpec) -> ModelSpec:

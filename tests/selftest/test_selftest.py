@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -175,6 +176,15 @@ def test_an_independent_correct_method_passes(method, linear_model, precision):
     method(closed_form)
     comparison = check_against_oracle(Trial("selftest_linear", 5, precision, "cpu", method="selftest"))
     assert comparison.ok
+
+
+def test_a_model_registered_anew_under_its_name_gets_its_own_oracle(linear_model):
+    """The oracle is cached per model: a replacing spec equals the one it replaced (same name)."""
+    trial = Trial("selftest_linear", 5, "float64", "cpu", method="vmap")
+    assert check_against_oracle(trial).ok
+    wider = dataclasses.replace(linear_model, build=lambda: nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)))
+    register_model(wider, replace=True)
+    assert check_against_oracle(trial).ok
 
 
 def test_unknown_method_and_model_are_named():
