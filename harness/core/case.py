@@ -32,6 +32,12 @@ class Case:
     #: The clipping bound C, set for the clipped-step checks (methods that return it read it).
     max_grad_norm: float | None = None
 
+    def clipping_bound(self) -> float:
+        """The clipping bound C; a clear error where the case has none (the clipped-step checks set it)."""
+        if self.max_grad_norm is None:
+            raise ValueError(f"case {self.id} has no max_grad_norm (the clipping bound C)")
+        return self.max_grad_norm
+
     @property
     def id(self) -> str:
         """The case part of a test id, e.g. ``cpu-float64-simple_cnn-B7`` (``-sum`` if summed)."""

@@ -53,12 +53,6 @@ def opacus_ew_grads(case: Case) -> dict[str, torch.Tensor]:
     return _opacus_grads(case, GradSampleModuleExpandedWeights)
 
 
-def _max_grad_norm(case: Case) -> float:
-    if case.max_grad_norm is None:
-        raise ValueError(f"case {case.id} has no max_grad_norm (the clipping bound C)")
-    return case.max_grad_norm
-
-
 def _dp_optimizer(case: Case, optimizer_class: type, max_grad_norm: float) -> torch.optim.Optimizer:
     """An Opacus DP optimizer with no noise around plain SGD with learning rate 0."""
     params = [p for p in case.model.parameters() if p.requires_grad]
@@ -83,7 +77,7 @@ def opacus_dpoptimizer_step(case: Case) -> dict[str, torch.Tensor]:
     from opacus.optimizers import DPOptimizer
 
     with _opacus_wrapped(case, GradSampleModule) as gsm:
-        optimizer = _dp_optimizer(case, DPOptimizer, _max_grad_norm(case))
+        optimizer = _dp_optimizer(case, DPOptimizer, case.clipping_bound())
         case.loss_fn(gsm(case.inputs), case.targets).backward()
         optimizer.pre_step()
         return collect(case, "grad", batch_scale(case))
@@ -116,5 +110,5 @@ _NORMS_ONLY_BOUND = 1.0
 
 register_method("opacus-ghost", lambda case: _opacus_ghost(case, _NORMS_ONLY_BOUND)[0], returns="norms")
 register_method(
-    "opacus-ghost", lambda case: _opacus_ghost(case, _max_grad_norm(case))[1], returns="clipped", clip_eps=OPACUS_CLIP_EPS
+    "opacus-ghost", lambda case: _opacus_ghost(case, case.clipping_bound())[1], returns="clipped", clip_eps=OPACUS_CLIP_EPS
 )

@@ -37,11 +37,11 @@ class Clipped(Quantity):
 
     def from_grads(self, grads: Mapping[str, torch.Tensor], case: Case) -> PerSample:
         """The harness's clipping of a method's per-sample gradients (no stabilizer)."""
-        return clipped_sum(grads, self._bound(case))
+        return clipped_sum(grads, case.clipping_bound())
 
     def reference(self, oracle_grads: Mapping[str, torch.Tensor], case: Case, clip_eps: float = 0.0) -> PerSample:
         """The oracle's clipped step, with the stabilizer the method declares."""
-        return clipped_sum(oracle_grads, self._bound(case), clip_eps)
+        return clipped_sum(oracle_grads, case.clipping_bound(), clip_eps)
 
     def per_sample(self, value: PerSample) -> PerSample:
         """The step as a batch of one."""
@@ -50,12 +50,6 @@ class Clipped(Quantity):
     def describe(self, case: Case) -> str:
         """``, clipped step with C = 0.5 (4 of 7 samples clipped),``."""
         return (
-            f", clipped step with C = {self._bound(case):.4g} "
+            f", clipped step with C = {case.clipping_bound():.4g} "
             f"({clipped_count(case.batch_size)} of {case.batch_size} samples clipped),"
         )
-
-    @staticmethod
-    def _bound(case: Case) -> float:
-        if case.max_grad_norm is None:
-            raise ValueError(f"case {case.id} has no max_grad_norm (the clipping bound C)")
-        return case.max_grad_norm
