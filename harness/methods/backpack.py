@@ -7,7 +7,6 @@ import copy
 import torch
 
 from harness.core.case import Case
-from harness.core.errors import MethodUnavailable
 from harness.methods._common import batch_scale
 from harness.methods.registry import register_method
 
@@ -19,11 +18,8 @@ def _backpack(case: Case, extension: str) -> dict[str, torch.Tensor]:
     the batch loss: under a mean loss, ``grad_batch`` holds ``g_i / B`` and ``batch_l2`` holds
     ``||g_i||^2 / B^2`` (both are scaled back here by the caller).
     """
-    try:
-        import backpack
-        import backpack.extensions
-    except ImportError as exc:
-        raise MethodUnavailable(f"BackPACK is not installed (pip install backpack-for-pytorch): {exc}") from exc
+    import backpack  # a dependency of the harness: an import that fails is a broken environment, not a skip
+    import backpack.extensions
     model = backpack.extend(copy.deepcopy(case.model))
     loss = case.loss_fn(model(case.inputs), case.targets)
     attribute = {"BatchGrad": "grad_batch", "BatchL2Grad": "batch_l2"}[extension]
