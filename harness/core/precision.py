@@ -7,7 +7,7 @@ convolutions), a lower float32 matmul precision or autocast by accident.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -75,24 +75,27 @@ def _onednn_float32_switches() -> list[object]:
     return [switch for op in ("matmul", "conv", "rnn") if hasattr(switch := getattr(mkldnn, op, None), "fp32_precision")]
 
 
-@contextlib.contextmanager
-def _full_float32() -> Iterator[None]:
-    """float32 work in float32 on every backend, whatever the process set before (a project's
-    ``set_float32_matmul_precision("medium")`` would make CPU matmuls bf16 on some CPUs only);
-    switches already at full precision are left untouched."""
+_ONEDNN_FLOAT32_SWITCHES = _onednn_float32_switches()
+
+
+def _pin_full_float32() -> Callable[[], None] | None:
+    """Make float32 work run in float32 on every backend, whatever the process set before (a
+    project's ``set_float32_matmul_precision("medium")`` would make CPU matmuls bf16 on some CPUs
+    only); the undo, or None where everything already was (the usual case: nothing is touched)."""
     matmul = torch.get_float32_matmul_precision()
-    switches = [(s, s.fp32_precision) for s in _onednn_float32_switches() if s.fp32_precision not in ("none", "ieee")]
-    if matmul != "highest":
-        torch.set_float32_matmul_precision("highest")
+    switches = [(s, s.fp32_precision) for s in _ONEDNN_FLOAT32_SWITCHES if s.fp32_precision not in ("none", "ieee")]
+    if matmul == "highest" and not switches:
+        return None
+    torch.set_float32_matmul_precision("highest")
     for switch, _ in switches:
         switch.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        if matmul != "highest":
-            torch.set_float32_matmul_precision(matmul)
+
+    def undo() -> None:
+        torch.set_float32_matmul_precision(matmul)
         for switch, value in switches:
             switch.fp32_precision = value
+
+    return undo
 
 
 @contextlib.contextmanager
@@ -100,15 +103,17 @@ def precision_mode(precision: Precision, device: str = "cpu") -> Iterator[Precis
     """Run the body in full float32 on every backend but for TF32 where ``precision`` allows it,
     and under autocast on ``device`` or not, as ``precision`` says; then restore the switches."""
     saved = tf32_flags()
+    undo = _pin_full_float32()
+    set_tf32(precision.tf32, precision.tf32)
     autocast = (
         torch.autocast(device_type=device, dtype=precision.autocast)
         if precision.autocast is not None
         else contextlib.nullcontext()
     )
-    with _full_float32():
-        set_tf32(precision.tf32, precision.tf32)
-        try:
-            with autocast:
-                yield precision
-        finally:
-            set_tf32(*saved)
+    try:
+        with autocast:
+            yield precision
+    finally:
+        set_tf32(*saved)
+        if undo is not None:
+            undo()
