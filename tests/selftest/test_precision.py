@@ -17,15 +17,23 @@ def medium_matmul_precision():
     torch.set_float32_matmul_precision(saved)
 
 
-@pytest.mark.parametrize("name, tf32", [("float32", False), ("tf32", True), ("bf16", False)])
-def test_a_mode_runs_float32_work_at_full_precision_but_for_its_tf32(medium_matmul_precision, name, tf32):
+@pytest.mark.parametrize("name", ["float32", "bf16"])
+def test_a_cpu_case_runs_float32_work_at_full_precision(medium_matmul_precision, name):
     before = [switch.fp32_precision for switch in _onednn_float32_switches()]
-    with precision_mode(get_precision(name)):
-        assert torch.get_float32_matmul_precision() == ("high" if tf32 else "highest")  # TF32 is CUDA's
+    with precision_mode(get_precision(name), "cpu"):
+        assert torch.get_float32_matmul_precision() == "highest"
         assert all(switch.fp32_precision in ("none", "ieee") for switch in _onednn_float32_switches())
-        assert tf32_flags() == (tf32, tf32)
     assert torch.get_float32_matmul_precision() == "medium"
     assert [switch.fp32_precision for switch in _onednn_float32_switches()] == before
+
+
+@pytest.mark.parametrize("name, tf32", [("float32", False), ("tf32", True)])
+def test_a_cuda_case_has_tf32_only_in_the_tf32_mode(medium_matmul_precision, name, tf32):
+    """The switches are set without a GPU too (nothing runs on one here)."""
+    with precision_mode(get_precision(name), "cuda"):
+        assert tf32_flags() == (tf32, tf32)
+        assert torch.get_float32_matmul_precision() == ("high" if tf32 else "highest")
+    assert torch.get_float32_matmul_precision() == "medium"
 
 
 def test_a_mode_leaves_full_precision_switches_as_they_are(monkeypatch):
