@@ -94,12 +94,12 @@ DEFAULT_MAX_DRIFT = 1.5
 #: Growth of the peak below this is never a memory regression: the CPU figure counts pages and
 #: malloc's own bookkeeping (measured here: up to 16 MiB apart between runs of the same code).
 MEMORY_FLOOR = 8 * 1024 * 1024
-#: Measured on an AMD EPYC (docs/calibration.md): the counts of the same call in five runs of
-#: unchanged code were 0.47% apart at most (two of them with both cores busy); a run that also
-#: loaded a plugin module moved other methods' counts by 0.6% at most. 1% is twice the first and
-#: 1.7 times the second, and below one extra copy of vmap's output in every counted case
-#: measured (+1.1% on smooth_cnn at B=16, +2.2% on mlp).
-DEFAULT_COUNT_THRESHOLD = 0.01
+#: Measured on an AMD EPYC (docs/calibration.md), two sets of five runs of unchanged code and two
+#: with a plugin loaded: the same call counted 0.47% apart at most on a quiet machine and 0.81%
+#: with a test suite running beside it; a run with a plugin loaded differed from one without by up
+#: to 1.02% on a method the plugin did not touch (a false alarm at 1%). 1.5% is above both, and
+#: below one extra copy of vmap's output on mlp (+2.07% at least). The same copy on smooth_cnn at B=16 (+0.8% to +1.2%) is below it.
+DEFAULT_COUNT_THRESHOLD = 0.015
 #: The relative increase each counter allows beyond twice the baseline runs' spread: kernel
 #: launches are integers that the same code repeats exactly, so one more per call counts.
 COUNT_THRESHOLDS = {"instructions": DEFAULT_COUNT_THRESHOLD, "kernel_launches": 0.0}
@@ -560,7 +560,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--count-threshold", type=float, default=DEFAULT_COUNT_THRESHOLD,
         help=f"relative increase of an instruction count (and of CUDA's peak_bytes) that counts (default "
-        f"{DEFAULT_COUNT_THRESHOLD}; the same call counted in separate processes: within 0.47%%)",
+        f"{DEFAULT_COUNT_THRESHOLD}; the same call counted in separate processes: within 0.81%%)",
     )
     parser.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA,
