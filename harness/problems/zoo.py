@@ -43,24 +43,24 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
-#: How many times each model name was registered anew over an existing one.
-_REPLACED: dict[str, int] = {}
+#: How many times each model name was registered (a name removed and registered again counts too).
+_REGISTRATIONS: dict[str, int] = {}
 
 
 def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
     """Add a model to the zoo; refuse to shadow an existing name unless ``replace``."""
     if spec.name in MODELS and not replace:
         raise ValueError(f"model {spec.name!r} is already registered (pass replace=True to swap it)")
-    if spec.name in MODELS:
-        _REPLACED[spec.name] = _REPLACED.get(spec.name, 0) + 1
+    _REGISTRATIONS[spec.name] = _REGISTRATIONS.get(spec.name, 0) + 1
     MODELS[spec.name] = spec
     return spec
 
 
 def generation(spec: ModelSpec) -> int:
-    """How many times a model of the spec's name was replaced: a cache of results per model
-    (the oracle's) keys on it too, since a replacing spec equals the one it replaced."""
-    return _REPLACED.get(spec.name, 0) if MODELS.get(spec.name) is spec else -1
+    """Which registration of its name the spec is (-1: not the registered one, as a drawn
+    problem's): a cache of results per model (the oracle's) keys on it too, since specs of the
+    same name are equal."""
+    return _REGISTRATIONS.get(spec.name, 0) if MODELS.get(spec.name) is spec else -1
 
 
 def get_model(name: str | ModelSpec) -> ModelSpec:

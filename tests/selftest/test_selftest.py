@@ -179,11 +179,15 @@ def test_an_independent_correct_method_passes(method, linear_model, precision):
 
 
 def test_a_model_registered_anew_under_its_name_gets_its_own_oracle(linear_model):
-    """The oracle is cached per model: a replacing spec equals the one it replaced (same name)."""
+    """The oracle is cached per model, and specs of one name are equal: replaced, or removed and
+    registered again (as the fixtures of these tests do), a model must not get the old oracle."""
     trial = Trial("selftest_linear", 5, "float64", "cpu", method="vmap")
     assert check_against_oracle(trial).ok
     wider = dataclasses.replace(linear_model, build=lambda: nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 4)))
     register_model(wider, replace=True)
+    assert check_against_oracle(trial).ok
+    MODELS.pop(wider.name)
+    register_model(linear_model)
     assert check_against_oracle(trial).ok
 
 
