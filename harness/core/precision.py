@@ -78,7 +78,9 @@ def _onednn_float32_switches() -> list[object]:
 #: The switches' ops, read through torch's own getter: the attribute goes through a failed
 #: lookup first and cost 0.65 us a read, 2% of the instructions of a small model's call.
 _ONEDNN_OPS = tuple(switch.op for switch in _onednn_float32_switches())
-_read_switch = getattr(torch._C, "_get_fp32_precision_getter", None)
+_read_switch = getattr(torch._C, "_get_fp32_precision_getter", None) or (
+    lambda backend, op: getattr(getattr(torch.backends, backend), op).fp32_precision
+)
 
 
 def _pin_full_float32() -> Callable[[], None] | None:
