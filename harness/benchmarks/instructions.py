@@ -378,9 +378,7 @@ class InstructionCounter:
             (_valgrind_complaint(workdir / "valgrind.log") or _last_line(workdir / "worker.log")) if workdir else None
         )
         self.close()
-        how = f"exit status {status}"
-        if status is not None and status < 0:
-            how = f"killed by {signal.Signals(-status).name}" if -status in signal.valid_signals() else how
+        how = "exit status unknown" if status is None else _ended(status)
         return f"the callgrind worker died ({how})" + (f": {last}" if last else "")
 
 
@@ -606,13 +604,13 @@ def _prewarm() -> None:
             workload(method, BenchmarkTrial(*_PREWARM_CASE, "float32", "cpu", method).build())()
 
 
-def _died_how(status: int) -> str:
-    """An exit status as ``os.waitpid`` gives it, in words."""
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        name = signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
-        return f"killed by {name}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+def _ended(returncode: int) -> str:
+    """How a process ended, in words, from its return code as ``subprocess`` gives it (minus the
+    signal's number where one killed it; ``os.waitstatus_to_exitcode`` gives the same)."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    number = -returncode
+    return f"killed by {signal.Signals(number).name if number in signal.valid_signals() else f'signal {number}'}"
 
 
 def _count_in_a_child(request: dict, instrumentation: _Instrumentation, reply: Callable[[dict], None]) -> None:
@@ -635,7 +633,7 @@ def _count_in_a_child(request: dict, instrumentation: _Instrumentation, reply: C
             leftover.unlink()
     if status != 0:
         complaint = _valgrind_complaint(instrumentation.workdir / "valgrind.log", child)
-        reply({"error": f"its process died ({_died_how(status)})" + (f": {complaint}" if complaint else "")})
+        reply({"error": f"its process died ({_ended(os.waitstatus_to_exitcode(status))})" + (f": {complaint}" if complaint else "")})
 
 
 def _serve(requests: int, replies: int, workdir: Path, switch: str, plugins: Sequence[str]) -> None:

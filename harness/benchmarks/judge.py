@@ -41,8 +41,8 @@ under callgrind) and CUDA kernel launches per call (``kernel_launches``) are jud
 against the median of the baseline runs of the same code path (the CPU vendor and SIMD
 extensions: the same kernels, whatever the CPU's speed), whatever the load. They are
 deterministic, so no test on rounds: an instruction count beyond ``--count-threshold``
-(:data:`DEFAULT_COUNT_THRESHOLD`) or twice the baseline runs' spread is ``MORE WORK``; any kernel launch beyond twice the baseline runs' spread
-is ``MORE LAUNCHES`` (the same code launches the same kernels). Counts are judged per call, not
+(:data:`DEFAULT_COUNT_THRESHOLD`) or twice the baseline runs' spread is ``MORE WORK``; any kernel
+launch beyond twice the baseline runs' spread is ``MORE LAUNCHES`` (the same code launches the same kernels). Counts are judged per call, not
 as a ratio to ``batched``: they do not drift with the machine, so dividing would only add the
 batched count's own noise and hide a change that hits the batched step as well.
 
@@ -98,7 +98,8 @@ MEMORY_FLOOR = 8 * 1024 * 1024
 #: with a plugin loaded: the same call counted 0.47% apart at most on a quiet machine and 0.81%
 #: with a test suite running beside it; a run with a plugin loaded differed from one without by up
 #: to 1.02% on a method the plugin did not touch (a false alarm at 1%). 1.5% is above both, and
-#: below one extra copy of vmap's output on mlp (+2.07% at least). The same copy on smooth_cnn at B=16 (+0.8% to +1.2%) is below it.
+#: below one extra copy of vmap's output on mlp (+2.07% at least). The same copy on smooth_cnn at
+#: B=16 (+0.8% to +1.2%) is below it.
 DEFAULT_COUNT_THRESHOLD = 0.015
 #: The relative increase each counter allows beyond twice the baseline runs' spread: kernel
 #: launches are integers that the same code repeats exactly, so one more per call counts.
