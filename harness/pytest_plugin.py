@@ -26,6 +26,7 @@ from harness.checking.checks import checks_of
 from harness.checking.profiles import use_profile
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
 from harness.core.errors import EveryExampleExpected, HarnessError, MethodUnavailable
+from harness.core.hardware import instruction_sets
 from harness.core.precision import set_tf32, tf32_flags
 from harness.methods import registered
 
@@ -394,6 +395,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         xml.add_global_property(package, version(package))
     xml.add_global_property("machine_class", machine_class())
     xml.add_global_property("cpu", cpu_model())
+    xml.add_global_property("instruction_sets", instruction_sets())
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The instruction sets this run's kernels use: what a bf16 case can run depends on them."""
+    return f"psg-harness: {instruction_sets()}"
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.core.case import Case
 from harness.core.errors import HarnessError, MethodFailed, MethodUnavailable
+from harness.core.hardware import HardwareLimit, hardware_limit
 from harness.core.precision import precision_mode
 from harness.core.structure import ModelState
 from harness.methods import get_method, own_method
@@ -24,17 +25,23 @@ def describe(method: str, case: Case) -> str:
 
 
 def _call(fn: Callable[[Case], Any], case: Case, where: str) -> Any:
-    """Call ``fn`` on ``case`` in its precision mode; the model must come out unchanged."""
+    """Call ``fn`` on ``case`` in its precision mode; the model must come out unchanged. An error
+    that only says this CPU cannot run the case (:func:`hardware_limit`) skips it."""
     __tracebackhide__ = True
     before = ModelState.of(case.model)
     with precision_mode(case.precision, case.device.type):
         try:
             result = fn(case)
+        except HardwareLimit:
+            raise
         except MethodUnavailable as exc:
             raise MethodUnavailable(f"{where} is unavailable here: {exc}") from exc
         except HarnessError:
             raise
         except Exception as exc:
+            limit = hardware_limit(exc, case.precision.compute_dtype, case.device.type)
+            if limit is not None:
+                raise HardwareLimit(f"{limit} ({where})") from None
             raise MethodFailed(f"{where} raised {type(exc).__name__}: {exc}") from exc
     before.check_unchanged(case.model, where)
     return result

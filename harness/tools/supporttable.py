@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.checking.support import ExpectedFailure, expected_failure
+from harness.core.hardware import LIMITS, Limit
 from harness.methods import BUILT_IN, gives_itself, methods_for
 from harness.problems.zoo import MODELS
 from harness.quantities import QUANTITIES
@@ -61,12 +62,37 @@ def _entry(method: str, model: str, notes: dict[ExpectedFailure, int]) -> str:
     return f"✗ {', '.join(what)} [{refs}]"
 
 
+def _limits_of(model: str) -> list[Limit]:
+    """The hardware limits a zoo model can hit: those whose layer it holds."""
+    module = MODELS[model].build()
+    return [limit for limit in LIMITS if any(isinstance(m, limit.module) for m in module.modules())]
+
+
+def _hardware_notes(models: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Each model's header mark for the hardware limits it can hit, and the notes explaining them."""
+    marks: dict[str, str] = {}
+    notes = []
+    for n, limit in enumerate(LIMITS, start=1):
+        hit = [model for model in models if limit in _limits_of(model)]
+        for model in hit:
+            marks[model] = marks.get(model, "") + f" (hw{n})"
+        dtype = str(limit.dtype).removeprefix("torch.")
+        notes.append(
+            f"hw{n}. Depends on the machine: the {dtype} cases of {', '.join(hit) or 'no model'} (an `nn.{limit.module.__name__}`) "
+            f"are skipped, never failed, on a CPU without {limit.needs} or capped below them ({limit.cap}): "
+            f"{limit.what} need them; {limit.finding}."
+        )
+    return marks, notes
+
+
 def support_table(methods: Sequence[str] = BUILT_IN) -> str:
-    """The Markdown table: methods (the built-in ones by default) x models, then the numbered reasons."""
+    """The Markdown table: methods (the built-in ones by default) x models, then the numbered
+    reasons, then what depends on the machine (:data:`harness.core.hardware.LIMITS`)."""
     models = list(MODELS)
     notes: dict[ExpectedFailure, int] = {}
+    marks, hardware = _hardware_notes(models)
     lines = [
-        "| method | gives | " + " | ".join(models) + " |",
+        "| method | gives | " + " | ".join(model + marks.get(model, "") for model in models) + " |",
         "|---|---|" + "---|" * len(models),
     ]
     for method in methods:
@@ -74,6 +100,7 @@ def support_table(methods: Sequence[str] = BUILT_IN) -> str:
         lines.append(f"| `{method}` | {_gives(method)} | " + " | ".join(entries) + " |")
     lines.append("")
     lines.extend(f"{n}. {row.describe()}" for row, n in notes.items())
+    lines.extend(["", *hardware])
     return "\n".join(lines)
 
 

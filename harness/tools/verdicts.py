@@ -6,6 +6,11 @@ Each file is a JUnit XML (``pytest --junitxml``) of the same selection run anoth
 test must have the same outcome (passed, xfailed, skipped, failed) in every file, and none may
 have failed. Prints each file's counts and, where they differ, the tests and their outcomes.
 
+One difference is legitimate: a run under a lower instruction set (``ONEDNN_MAX_CPU_ISA=AVX2``,
+say) skips what that hardware cannot run, with a reason that starts "missing instruction set".
+A test skipped so in some runs and of one outcome in all the others is listed as ``HARDWARE``
+and does not fail the comparison.
+
 Exit status: 0 the same verdicts and no failure; 1 a verdict differs, a test is missing from a
 run, or a test failed; 2 bad input (fewer than two files, a file that is not JUnit XML or holds
 no tests).
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.benchmarks.records import BadInput
+from harness.core.hardware import MISSING_ISA
 from harness.tools.report import Outcome, read_junit
 
 #: How many differing tests are listed before the rest is counted.
@@ -35,6 +41,17 @@ def differences(runs: dict[str, dict[str, Outcome]]) -> dict[str, dict[str, str]
         if len(set(seen.values())) > 1:
             differ[test] = seen
     return differ
+
+
+def _hardware_skip(outcome: Outcome | None) -> bool:
+    return outcome is not None and outcome.status == "skipped" and outcome.message.startswith(MISSING_ISA)
+
+
+def hardware_only(runs: dict[str, dict[str, Outcome]], test: str) -> bool:
+    """Whether a test's outcomes differ only by skips for a missing instruction set: the runs that
+    did not skip it so agree on one outcome."""
+    others = {outcomes[test].status if test in outcomes else "missing" for outcomes in runs.values() if not _hardware_skip(outcomes.get(test))}
+    return len(others) <= 1 and "missing" not in others
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: " + ", ".join(f"{counts[s]} {s}" for s in sorted(counts)))
     failed = sorted({t for outcomes in runs.values() for t, o in outcomes.items() if o.status in ("failed", "xpassed")})
     differ = differences(runs)
+    hardware = {test: seen for test, seen in differ.items() if hardware_only(runs, test)}
+    differ = {test: seen for test, seen in differ.items() if test not in hardware}
+    for test, seen in hardware.items():
+        print(f"HARDWARE {test}: " + ", ".join(f"{status} in {name}" for name, status in seen.items()))
     for test in list(differ)[:MAX_LISTED]:
         print(f"DIFFERS {test}: " + ", ".join(f"{status} in {name}" for name, status in differ[test].items()))
     if len(differ) > MAX_LISTED:
@@ -73,5 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if differ or failed:
         print(f"{len(differ)} test(s) with different outcomes, {len(failed)} failed", file=sys.stderr)
         return 1
-    print(f"same verdicts in {len(runs)} runs of {len(next(iter(runs.values())))} tests")
+    print(
+        f"same verdicts in {len(runs)} runs of {len(next(iter(runs.values())))} tests"
+        + (f", but for {len(hardware)} skipped for a missing instruction set (HARDWARE)" if hardware else "")
+    )
     return 0

@@ -51,3 +51,32 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, files):
     assert main([str(tmp_path / f) for f in files]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+HARDWARE_SKIP = '<testcase classname="t" name="{}"><skipped type="pytest.skip" message="missing instruction set: oneDNN ..." /></testcase>'
+OTHER_SKIP = '<testcase classname="t" name="{}"><skipped type="pytest.skip" message="CUDA is not available" /></testcase>'
+
+
+def test_a_skip_for_a_missing_instruction_set_is_listed_and_does_not_fail(tmp_path, capsys):
+    a = junit(tmp_path / "a.xml", PASSED.format("x"), XFAILED.format("y"))
+    b = junit(tmp_path / "b.xml", PASSED.format("x"), XFAILED.format("y"))
+    avx2 = junit(tmp_path / "avx2.xml", PASSED.format("x"), HARDWARE_SKIP.format("y"))
+    assert main([a, b, avx2]) == 0
+    out = capsys.readouterr().out
+    assert f"HARDWARE t::y: xfailed in {a}, xfailed in {b}, skipped in {avx2}" in out
+    assert "but for 1 skipped for a missing instruction set (HARDWARE)" in out
+
+
+@pytest.mark.parametrize(
+    "cases",
+    [
+        (PASSED.format("x"), OTHER_SKIP.format("y")),  # a skip for another reason
+        (HARDWARE_SKIP.format("x"), PASSED.format("y")),  # the other runs disagree on y
+    ],
+    ids=["another-reason", "the-others-disagree"],
+)
+def test_any_other_difference_beside_a_hardware_skip_fails(tmp_path, capsys, cases):
+    a = junit(tmp_path / "a.xml", PASSED.format("x"), XFAILED.format("y"))
+    b = junit(tmp_path / "b.xml", *cases)
+    assert main([a, b]) == 1
+    assert "DIFFERS t::y" in capsys.readouterr().out
