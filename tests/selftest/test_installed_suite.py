@@ -19,6 +19,10 @@ from pathlib import Path
 
 import pytest
 
+#: Each test starts Python processes in a new virtual environment: slow by nature (about 30 s in
+#: all), so left out of the default run; .ci/run runs them after it (-m integration).
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 
 PLUGIN = '''

@@ -75,6 +75,7 @@ def test_bad_input_is_refused_before_a_worker_starts():
     assert not idle.running
 
 
+@pytest.mark.integration  # a callgrind worker: about 45 s, left out of the default run (.ci/run runs it)
 @pytest.mark.skipif(MISSING is not None, reason=f"cannot count instructions: {MISSING}")
 def test_counts_under_callgrind(plugin, method):
     with InstructionCounter([plugin], rounds=2) as counter:
