@@ -131,8 +131,9 @@ def _share_the_machine_with_the_other_workers() -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Stop at once on a broken torch/torchvision pair, benchmarks under -n, or --instructions
-    without valgrind; register the markers and the Hypothesis profile; set up the benchmarks' storage."""
+    """Stop at once on a broken torch/torchvision pair, benchmarks under -n, an unknown Hypothesis
+    profile or --instructions without valgrind; register the markers and the Hypothesis profile;
+    set up the benchmarks' storage."""
     from harness.core.environment import BrokenEnvironment, check_torch_pair
 
     try:
@@ -146,7 +147,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _share_the_machine_with_the_other_workers()
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    use_profile(config.getoption("hypothesis_profile", None))
+    try:  # before Hypothesis' own plugin, which ends an unknown name in an INTERNALERROR
+        use_profile(config.getoption("hypothesis_profile", None))
+    except ValueError as exc:
+        raise pytest.UsageError(f"--hypothesis-profile: {exc}") from None
     if config.getoption("instructions"):
         from harness.benchmarks.instructions import valgrind_missing
 

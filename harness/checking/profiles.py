@@ -9,6 +9,7 @@ project's own tests use.
 from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
+from hypothesis.errors import InvalidArgument
 
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 
@@ -30,10 +31,28 @@ for _name, _profile in PROFILES.items():
 _active = DEFAULT_PROFILE
 
 
+def registered_profiles() -> list[str]:
+    """The names of every Hypothesis profile registered in this process: the harness's, Hypothesis'
+    own (``default``, ``ci``) and those a project registered (in a conftest or a ``-p`` plugin)."""
+    return sorted(getattr(settings, "_profiles", PROFILES))
+
+
 def use_profile(name: str | None) -> None:
-    """Run the property suite under the named harness profile; another name (a project's own
-    profile, or None) leaves the default, ``psg-ci``."""
+    """Run the property suite under the named harness profile; another registered name (a
+    project's own profile), or None, leaves the default, ``psg-ci``.
+
+    Raises ValueError, listing the registered profiles, for a name no one registered.
+    """
     global _active
+    if name is not None:
+        try:
+            settings.get_profile(name)
+        except InvalidArgument:
+            theirs = [p for p in registered_profiles() if p not in PROFILES]
+            raise ValueError(
+                f"unknown Hypothesis profile {name!r}; registered: {', '.join(PROFILES)} (the harness's property "
+                f"suite), {', '.join(theirs)}"
+            ) from None
     _active = name if name in PROFILES else DEFAULT_PROFILE
 
 
