@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from harness.checking.checks import checks_of
+from harness.checking.trials import GRIDS
 from harness.core.errors import EveryExampleExpected, HarnessError, MethodUnavailable
 from harness.methods import own_method, register_method, registered, unregister_method
+from harness.problems.zoo import MODELS
 
 #: What a trial came to, as pytest would show it.
 STATUSES = ("passed", "failed", "xfailed", "xpassed", "skipped")
@@ -106,12 +108,16 @@ def check_method(
     third-party contract), registered for the run under ``name`` (default: the function's name)
     for what it ``returns``, and removed afterwards (a function registered under that name
     already is checked as it is). ``grids`` narrows the checks (``oracle``,
-    ``sum``, ``norms``, ``clipped``, ``property``), ``models`` the zoo models; ``slow`` adds the
-    heavy cases. CUDA trials are skipped without a GPU, with the reason::
+    ``sum``, ``norms``, ``clipped``, ``property``), ``models`` the zoo models (registered ones; the
+    trials not tied to a model, the property suite's, still run); a name neither knows is a
+    ValueError that lists the known ones. ``slow`` adds the heavy cases. CUDA trials are skipped
+    without a GPU, with the reason::
 
         report = harness.check_method(my_method)
         assert report.ok, report
     """
+    _check_names("grids", grids, GRIDS)
+    _check_names("models", models, MODELS)
     if isinstance(method, str):
         if method not in registered():
             raise KeyError(f"unknown method {method!r}; registered methods: {', '.join(registered())}")
@@ -128,6 +134,15 @@ def check_method(
         return _check(label, grids, models, slow)
     finally:
         unregister_method(label)
+
+
+def _check_names(what: str, names: Collection[str] | None, known: Collection[str]) -> None:
+    """Refuse a selection naming something unknown (a misspelled model would select nothing, silently)."""
+    if isinstance(names, str):
+        raise TypeError(f"check_method: {what} takes a list of names, got the string {names!r}")
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise ValueError(f"check_method: unknown {what} {unknown}; known: {', '.join(known)}")
 
 
 def _check(method: str, grids: Collection[str] | None, models: Collection[str] | None, slow: bool) -> MethodReport:

@@ -330,3 +330,22 @@ def test_check_method_reports_what_the_suite_would(method):
         check_method(scaled, name="vmap")
     with pytest.raises(KeyError, match="unknown method 'nope'"):
         check_method("nope")
+
+
+def test_check_method_names_an_unknown_model_or_grid():
+    """A misspelled name is an error that lists the known ones, not a report of the trials it left."""
+    from harness import check_method
+
+    with pytest.raises(ValueError, match=r"check_method: unknown models \['mlpp'\]; known: simple_cnn, .*, mlp, "):
+        check_method("vmap", models=["mlpp", "mlp"])
+    with pytest.raises(ValueError, match=r"check_method: unknown grids \['oracel'\]; known: oracle, sum, "):
+        check_method("vmap", grids=["oracel"])
+    with pytest.raises(TypeError, match=r"models takes a list of names, got the string 'mlp'"):
+        check_method("vmap", models="mlp")
+
+    def mine(case):
+        return get_method("vmap")(case)
+
+    with pytest.raises(ValueError, match=r"unknown models \['mlpp'\]"):
+        check_method(mine, models=["mlpp"])
+    assert "mine" not in registered()
