@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -12,11 +13,21 @@ from hypothesis.errors import NoSuchExample
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from harness.checking.support import SUPPORT_MATRIX, DrawnFailure, ExpectedFailure, ZooFailure, expected_failure
+from harness.checking.support import (
+    SUPPORT_MATRIX,
+    DrawnFailure,
+    ExpectedFailure,
+    ZooFailure,
+    add_expected_failures,
+    expected_failure,
+    expected_failure_drawn,
+    remove_expected_failures,
+)
 from harness.checking.support.rows import _hit
-from harness.checking.trials import GRIDS
+from harness.checking.trials import GRIDS, Trial
 from harness.core.precision import PRECISIONS
 from harness.core.tolerances import NUMERICS, TOLERANCES, tolerance_for
+from harness.problems.drawn import Layer, Problem
 from harness.problems.strategies import LAYER_STRATEGIES
 
 #: How hard a row's coverage is searched for among a strategy's draws (a row's ``when`` may
@@ -141,14 +152,13 @@ def test_global_state_is_restored_between_tests():
     assert after == before
 
 
+def conv3d(dilation: int, groups: int) -> Problem:
+    """A drawn problem of one Conv3d layer."""
+    args = dict(in_channels=2, out_channels=2, kernel_size=2, stride=1, padding=0, dilation=dilation, groups=groups, bias=True)
+    return Problem((Layer("conv3d", tuple(args.items()), (2, 4, 4, 4), (2, 4 - dilation, 4 - dilation, 4 - dilation)),), 2)
+
+
 def test_drawn_rows_are_decided_per_layer_configuration():
-    from harness.checking.support import expected_failure_drawn
-    from harness.problems.drawn import Layer, Problem
-
-    def conv3d(dilation: int, groups: int) -> Problem:
-        args = dict(in_channels=2, out_channels=2, kernel_size=2, stride=1, padding=0, dilation=dilation, groups=groups, bias=True)
-        return Problem((Layer("conv3d", tuple(args.items()), (2, 4, 4, 4), (2, 4 - dilation, 4 - dilation, 4 - dilation)),), 2)
-
     assert expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu") is not None
     assert expected_failure_drawn("expanded-weights", conv3d(2, 1), "float64", "cpu") is None
     assert expected_failure_drawn("vmap", conv3d(2, 2), "float64", "cpu") is None
@@ -157,3 +167,39 @@ def test_drawn_rows_are_decided_per_layer_configuration():
     linear = Layer("linear", (("in_features", 3), ("out_features", 2)), (3,), (2,))
     with pytest.raises(ValueError, match="layer linear cannot take the output"):
         Problem((linear, linear), 2)
+
+
+@pytest.fixture
+def added_rows() -> Iterator[Callable[..., None]]:
+    """``added_rows(*rows)``: rows added as a plugin adds them, taken out again after the test."""
+    added: list[ExpectedFailure] = []
+
+    def add(*rows: ExpectedFailure) -> None:
+        add_expected_failures(*rows)
+        added.extend(rows)
+
+    yield add
+    remove_expected_failures(*added)
+
+
+def test_a_plugins_zoo_row_overrides_the_built_in_row_for_the_same_cell(added_rows):
+    built_in = expected_failure("vmap", "lstm_text", "float64", "cpu")
+    assert built_in is not None and built_in in SUPPORT_MATRIX
+    mine = ZooFailure(methods=("vmap",), models=("lstm_text",), precisions=("float64",), error="my vmap's error",
+                      reason="a plugin's patched vmap fails its own way")
+    later = dataclasses.replace(mine, reason="added after it")
+    added_rows(mine, later)
+    assert expected_failure("vmap", "lstm_text", "float64", "cpu") is mine
+    assert Trial("lstm_text", 7, "float64", "cpu", method="vmap").expected is mine
+    assert expected_failure("vmap", "lstm_text", "float32", "cpu") is None, "a row covers only its own cells"
+    assert expected_failure("opacus-hooks", "lstm_text", "float64", "cpu") == built_in, "other methods keep the built-in row"
+
+
+def test_a_plugins_drawn_row_overrides_the_built_in_row_for_the_same_cell(added_rows):
+    built_in = expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu")
+    assert built_in is not None and built_in in SUPPORT_MATRIX
+    mine = DrawnFailure(methods=("expanded-weights",), layers=("conv3d",), error="my error", reason="mine")
+    added_rows(mine)
+    assert expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu") is mine
+    assert expected_failure_drawn("expanded-weights", conv3d(1, 1), "float64", "cpu") is mine
+    assert expected_failure_drawn("opacus-ew", conv3d(2, 2), "float64", "cpu") == built_in

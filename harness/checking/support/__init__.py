@@ -4,6 +4,11 @@ in :mod:`.zoo`, drawn layers in :mod:`.drawn`).
 Each row becomes a strict xfail: the failure must happen, and must match the row's ``error`` (a
 different failure is a real failure), so a fix upstream shows as XPASS and the row is then
 narrowed or removed.
+
+Precedence: where several rows cover a trial, the first decides, and the rows a plugin added
+(:func:`add_expected_failures`) come first, in the order added, before the built-in ones: a
+plugin's statement about a cell (its own method, or a built-in one it replaced) overrides the
+built-in row for that cell.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from harness.problems.drawn import Problem
 #: Every built-in row, the zoo's first.
 SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (*ZOO_MATRIX, *DRAWN_MATRIX)
 
-#: Rows a plugin added for its own methods (:func:`add_expected_failures`), after the built-in ones.
+#: Rows a plugin added for its own methods (:func:`add_expected_failures`), consulted before the built-in ones.
 _ADDED_ZOO: list[ZooFailure] = []
 _ADDED_DRAWN: list[DrawnFailure] = []
 
 
 def add_expected_failures(*rows: ExpectedFailure) -> None:
     """Add support-matrix rows, for a plugin's own methods: each covered trial becomes a strict
-    xfail, as the built-in rows' do. Call it where the plugin registers its methods::
+    xfail, as the built-in rows' do. Added rows take precedence over the built-in ones (and an
+    earlier added row over a later one) where both cover a trial. Call it where the plugin
+    registers its methods::
 
         add_expected_failures(ZooFailure(methods=("my-method",), models=("lstm_text",),
                                          error="MethodFailed", reason="no LSTM support yet"))
@@ -55,19 +62,21 @@ def expected_failure(
     check: str = "grads",
     torch_version: str | None = None,
 ) -> ZooFailure | None:
-    """The zoo row covering this trial, or None if it must pass."""
+    """The zoo row covering this trial, or None if it must pass: the first that covers it, the
+    rows a plugin added before the built-in ones."""
     if check not in CHECKS:
         raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
     version = torch_version or torch.__version__
-    return next((row for row in (*ZOO_MATRIX, *_ADDED_ZOO) if row.applies(method, model, precision, device, check, version)), None)
+    return next((row for row in (*_ADDED_ZOO, *ZOO_MATRIX) if row.applies(method, model, precision, device, check, version)), None)
 
 
 def expected_failure_drawn(
     method: str, problem: Problem, precision: str, device: str, torch_version: str | None = None
 ) -> DrawnFailure | None:
-    """The drawn-layer row covering a drawn problem: the first that covers any of its layers."""
+    """The drawn-layer row covering a drawn problem: the first that covers any of its layers, the
+    rows a plugin added before the built-in ones."""
     version = torch_version or torch.__version__
-    for row in (*DRAWN_MATRIX, *_ADDED_DRAWN):
+    for row in (*_ADDED_DRAWN, *DRAWN_MATRIX):
         if any(row.applies(method, layer, precision, device, version) for layer in problem.layers):
             return row
     return None

@@ -1,6 +1,6 @@
 """The support matrix for drawn layers (the property suite): which method is expected to fail on
 which layer configuration, and why. For a drawn stack, the first row that covers any of its
-layers decides."""
+layers decides (the rows a plugin added come before these)."""
 
 from __future__ import annotations
 
