@@ -17,6 +17,7 @@ _PUBLIC = {
     "MethodLeftState": "harness.core.errors",
     "MethodOutputError": "harness.core.errors",
     "MethodUnavailable": "harness.core.errors",
+    "ModelBroken": "harness.core.errors",
     "ToleranceError": "harness.core.errors",
     "build_case": "harness.problems.build",
     "EveryExampleExpected": "harness.core.errors",

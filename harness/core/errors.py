@@ -43,3 +43,13 @@ class UnexpectedFailure(AssertionError):
 
 class UnexpectedPass(AssertionError):
     """A drawn case the support matrix expects to fail passed: the row is stale (fixed upstream?)."""
+
+
+class ModelBroken(Exception):
+    """A registered model cannot run on its own inputs as the oracle runs it (float64, on the CPU):
+    building it, drawing its batch, its forward, its loss or the backward raised, or the batch is
+    malformed. Every test on the model fails with this one message, naming the model and the
+    error, not a method.
+
+    Deliberately not a :class:`HarnessError`, so a support-matrix row's strict xfail does not swallow it.
+    """

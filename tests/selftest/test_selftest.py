@@ -16,16 +16,18 @@ from harness import (
     MethodLeftState,
     MethodOutputError,
     MethodUnavailable,
+    ModelBroken,
     ModelSpec,
     ToleranceError,
+    check_method,
     get_method,
     register_method,
     register_model,
 )
-from harness.checking.checks import as_expected, check_against_oracle
-from harness.checking.support import ZooFailure
-from harness.checking.trials import Trial
-from harness.core.errors import UnexpectedFailure
+from harness.checking.checks import as_expected, check_against_oracle, check_batching_rules, check_sum
+from harness.checking.support import ZooFailure, add_expected_failures, remove_expected_failures
+from harness.checking.trials import GRIDS, Trial
+from harness.core.errors import HarnessError, UnexpectedFailure
 from harness.methods import registered
 from harness.problems.zoo import vectors
 
@@ -349,3 +351,55 @@ def test_check_method_names_an_unknown_model_or_grid():
     with pytest.raises(ValueError, match=r"unknown models \['mlpp'\]"):
         check_method(mine, models=["mlpp"])
     assert "mine" not in registered()
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"build": lambda: nn.Linear(5, 4)}, r"its forward on a batch of 7 raised RuntimeError: mat1 and mat2 shapes"),
+        (
+            {"make_batch": lambda b, g: (torch.randn(b, 6, generator=g),)},
+            r"drawing its batch raised ValueError: make_batch returned tuple \(7, 6\), expected \(inputs, targets\)",
+        ),
+        (
+            {"make_batch": lambda b, g: (torch.randn(b + 1, 6, generator=g), torch.randint(4, (b + 1,), generator=g))},
+            r"drawing its batch raised ValueError: make_batch\(7\) returned shapes \(8, 6\), \(8,\): both need 7 rows",
+        ),
+        ({"loss": lambda out, y, reduction: out.sum(1)}, r"its loss on a batch of 7 is of shape \(7,\), expected a finite scalar"),
+        (
+            {"build": lambda: nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4))},
+            r"its forward on one sample \(as the loop runs it\) raised ValueError: Expected more than 1 value per channel",
+        ),
+    ],
+    ids=["forward", "not-a-pair", "wrong-rows", "loss-not-scalar", "one-sample"],
+)
+def test_a_model_that_cannot_run_on_its_inputs_is_named_once_not_blamed_on_methods(method, fields, message):
+    """Checked once, when first used: every check on it fails with the model's error, before any
+    method runs, and a support-matrix row covering the cell does not turn it into an xfail."""
+    builds, ran = [], []
+    broken = {"build": lambda: nn.Linear(6, 4), "make_batch": vectors(6, classes=4), **fields}
+    build = broken.pop("build")
+    spec = register_model(ModelSpec("selftest_broken", build=lambda: builds.append(1) or build(), **broken))
+    method(lambda case: ran.append(case.id) or get_method("vmap")(case))
+    row = ZooFailure(methods=("selftest",), models=("selftest_broken",), error="", reason="covers every failure")
+    add_expected_failures(row)
+    try:
+        full = rf"^model 'selftest_broken' cannot run on its own inputs \(float64, CPU\): {message}"
+        for check, grid in ((check_against_oracle, "oracle"), (check_sum, "sum"), (check_batching_rules, "batching-rule")):
+            trial = next(t for t in GRIDS[grid]() if t.model == "selftest_broken" and t.method in ("selftest", None))
+            with pytest.raises(ModelBroken, match=full) as info:
+                check(trial)
+            assert not isinstance(info.value, HarnessError), "a strict xfail (raises=HarnessError) would swallow it"
+        report = check_method("selftest", grids=["oracle"], models=["selftest_broken"])
+        assert report.counts()["failed"] >= 7 and report.counts().keys() <= {"failed", "skipped"}, str(report)  # skipped: CUDA
+        assert all(o.message.startswith("ModelBroken: model 'selftest_broken'") for o in report.failures), str(report)
+        assert not ran, "a method ran on the broken model"
+        assert len(builds) == 1, "the model was checked more than once"
+        fixed = ModelSpec("selftest_broken", lambda: nn.Linear(6, 4), vectors(6, classes=4))
+        register_model(fixed, replace=True)
+        assert check_against_oracle(Trial("selftest_broken", 7, "float64", "cpu", method="selftest")).ok, (
+            "a model registered anew is checked anew"
+        )
+    finally:
+        remove_expected_failures(row)
+        MODELS.pop(spec.name)
