@@ -24,8 +24,9 @@ from harness.benchmarks.cases import BenchmarkTrial
 from harness.benchmarks.records import BATCHED
 from harness.checking.checks import checks_of
 from harness.checking.profiles import use_profile
+from harness.checking.run_summary import TestOutcome, failure_lines, first_line, markdown_summary
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
-from harness.core.errors import EveryExampleExpected, HarnessError, MethodUnavailable
+from harness.core.errors import SELF_EXPLAINING, EveryExampleExpected, HarnessError, MethodUnavailable
 from harness.core.hardware import instruction_sets
 from harness.core.precision import set_tf32, tf32_flags
 from harness.methods import registered
@@ -57,7 +58,7 @@ WARNING_FILTERS = (
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """The harness's options: --psg-methods, --baselines, --instructions."""
+    """The harness's options: --psg-methods, --psg-summary, --baselines, --instructions."""
     group = parser.getgroup("psg-harness", "per-sample-gradient harness")
     group.addoption(
         "--psg-methods",
@@ -70,6 +71,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="with -m benchmark: also count the CPU instructions of one call of every counted CPU benchmark "
         "under valgrind's callgrind (one worker process for the run), into the JSON's extra_info",
+    )
+    group.addoption(
+        "--psg-summary",
+        metavar="FILE",
+        help="write a Markdown summary of the run to FILE, to paste into a pull request: the counts per "
+        "outcome, a table of the failures (test, method, case, message), the xfails and skips by reason",
     )
     group.addoption(
         "--baselines",
@@ -151,6 +158,8 @@ def pytest_configure(config: pytest.Config) -> None:
         use_profile(config.getoption("hypothesis_profile", None))
     except ValueError as exc:
         raise pytest.UsageError(f"--hypothesis-profile: {exc}") from None
+    if not hasattr(config, "workerinput"):  # the controller of a pytest-xdist run sees every report
+        config.pluginmanager.register(RunRecord(config), "psg-run-record")
     if config.getoption("instructions"):
         from harness.benchmarks.instructions import valgrind_missing
 
@@ -317,6 +326,104 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         pytest.skip(str(exc))
     except EveryExampleExpected as exc:
         pytest.xfail(str(exc))
+
+
+#: The traceback styles under which a harness test that failed with a harness error shows its
+#: message only (pytest's default, and the repository's); --tb=long or native shows the traceback.
+_MESSAGE_ONLY_STYLES = ("auto", "short")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Mark a harness item's reports with its trial's method and case (``psg_harness``, for the
+    end-of-run lines and ``--psg-summary``, under pytest-xdist too), and report a harness error
+    by its message alone: the message names the method, the case, the parameter, the sample and
+    the bound, and the traceback through the harness and the library under test (thousands of
+    lines over a run) adds nothing to it."""
+    report = yield
+    if not is_harness_item(item):
+        return report
+    trial = _trial(item)
+    report.psg_harness = {"method": (trial.method or "vmap") if trial else "", "case": trial.case if trial else ""}
+    excinfo = call.excinfo
+    if (
+        report.failed
+        and excinfo is not None
+        and excinfo.errisinstance(SELF_EXPLAINING)
+        and item.config.option.tbstyle in _MESSAGE_ONLY_STYLES
+    ):
+        report.longrepr = _message_only(excinfo)
+    return report
+
+
+def _message_only(excinfo: pytest.ExceptionInfo[BaseException]) -> object:
+    """The exception's report without its traceback or causes: its type and message, then its
+    notes (Hypothesis' falsifying example); where it was raised stays for the summary lines."""
+    longrepr = excinfo.getrepr(style="value", chain=False)
+    error = excinfo.value
+    entry = longrepr.reprtraceback.reprentries[-1]
+    entry.lines = [*f"{type(error).__name__}: {error}".splitlines(), *getattr(error, "__notes__", ())]
+    longrepr.reprtraceback.extraline = None
+    return longrepr
+
+
+def _outcome(report: pytest.TestReport | pytest.CollectReport, status: str) -> TestOutcome:
+    """A report as the summaries read it: the failure's message, or the skip or xfail reason."""
+    longrepr = report.longrepr
+    if hasattr(report, "wasxfail"):
+        message = report.wasxfail
+    elif report.skipped and isinstance(longrepr, tuple):
+        message = longrepr[2].removeprefix("Skipped: ")
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(longrepr or "")
+    trial = getattr(report, "psg_harness", None)
+    return TestOutcome(report.nodeid, status, first_line(message), trial is not None, **(trial or {}))
+
+
+class RunRecord:
+    """Every test's outcome in this run (the controller's, under pytest-xdist): one line per
+    failing harness test at the end of the run, whatever the project's options, and the Markdown
+    summary of ``--psg-summary FILE``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.outcomes: list[TestOutcome] = []
+        option = config.getoption("psg_summary")
+        self.summary = None if option is None else Path(config.invocation_params.dir, option)
+        if self.summary is not None:
+            try:  # now, not after the run: a missing folder would lose the summary at the end
+                self.summary.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise pytest.UsageError(f"--psg-summary: cannot make its folder {exc.filename} ({exc.strerror})") from None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        status = self.config.hook.pytest_report_teststatus(report=report, config=self.config)[0]
+        if status:
+            self.outcomes.append(_outcome(report, status))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.outcomes.append(_outcome(report, "error"))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        lines = failure_lines(self.outcomes)
+        if lines:
+            terminalreporter.write_sep("=", f"psg-harness: {len(lines)} failing harness tests (--tb=long shows their tracebacks)")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+    def pytest_sessionfinish(self) -> None:
+        if self.summary is None:
+            return
+        import platform
+        from importlib.metadata import version
+
+        from harness.benchmarks.timing import cpu_model
+
+        environment = f"Python {platform.python_version()}, torch {torch.__version__}, opacus {version('opacus')}; {cpu_model()}"
+        self.summary.write_text(markdown_summary(self.outcomes, environment))
 
 
 def _selected_methods(config: pytest.Config) -> set[str] | None:

@@ -40,9 +40,14 @@ class Trial:
     slow: bool = False
 
     @property
+    def case(self) -> str:
+        """The case's id, ``cpu-float64-simple_cnn-B7`` (``-sum`` if summed)."""
+        return case_id(self.device, self.precision, self.model, self.batch_size, self.loss_reduction)
+
+    @property
     def id(self) -> str:
         """The test id: the case id, the quantity's tag where it is not the gradients, the method."""
-        parts = [case_id(self.device, self.precision, self.model, self.batch_size, self.loss_reduction)]
+        parts = [self.case]
         quantity = QUANTITIES.get(self.check)
         tag = quantity.id_tag(self.batch_size) if quantity is not None else None
         if tag:
@@ -84,9 +89,14 @@ class PropertyTrial:
     expected: None = None
 
     @property
+    def case(self) -> str:
+        """What the drawn examples share, ``cpu-float64-conv2d`` (each example is a case of its own)."""
+        return f"{self.device}-{self.precision}-{self.layer}"
+
+    @property
     def id(self) -> str:
         """``cpu-float64-conv2d-vmap``."""
-        return f"{self.device}-{self.precision}-{self.layer}-{self.method}"
+        return f"{self.case}-{self.method}"
 
     def fields(self) -> dict[str, str]:
         """What the scorecard needs to place the result (the layer takes the model's place)."""
@@ -105,8 +115,7 @@ def _light_or_slow(trial: Trial) -> Trial:
     light = HEAVY_METHODS.get(trial.method or "")
     if light is None or trial.slow:
         return trial
-    case = case_id(trial.device, trial.precision, trial.model, trial.batch_size, trial.loss_reduction)
-    return trial if case == light else dataclasses.replace(trial, slow=True)
+    return trial if trial.case == light else dataclasses.replace(trial, slow=True)
 
 
 def _is_the_oracle(method: str, precision: str, device: str) -> bool:

@@ -53,3 +53,8 @@ class ModelBroken(Exception):
 
     Deliberately not a :class:`HarnessError`, so a support-matrix row's strict xfail does not swallow it.
     """
+
+
+#: The errors whose message says all a reader needs (what failed, where, by how much): the pytest
+#: plugin reports a harness test that failed with one of them by its message, without the traceback.
+SELF_EXPLAINING: tuple[type[Exception], ...] = (HarnessError, ModelBroken, UnexpectedFailure, UnexpectedPass)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from hypothesis import settings
@@ -11,6 +12,46 @@ from hypothesis import settings
 from harness.checking import profiles
 
 pytest_plugins = ["pytester"]
+
+PLUGIN = """
+import torch
+
+from harness import get_method, register_method
+
+
+@register_method("my-wrong-method")
+def my_wrong_method(case):
+    grads = get_method("vmap")(case)
+    return {name: g.sum(0, keepdim=True).expand_as(g) for name, g in grads.items()}
+
+
+@register_method("my-raising-method")
+def my_raising_method(case):
+    return torch.ones(3) @ torch.ones(4)
+"""
+
+OWN_TESTS = """
+import pytest
+
+
+def test_own_failing():
+    assert 1 == 2, "the project's own test"
+
+
+@pytest.mark.skip(reason="not today")
+def test_own_skipped():
+    pass
+
+
+@pytest.mark.xfail(reason="known to fail", strict=True)
+def test_own_xfail():
+    assert False
+"""
+
+#: The project's run: the plugin's two wrong methods on one model of the harness's oracle and
+#: DP-quantity grids (four checks each), and the project's own tests, with pytest's default options.
+RUN = ("--pyargs", "harness.suite.test_oracle", "harness.suite.test_dp_quantities", "test_own.py", "-p", "my_psg",
+       "-p", "no:randomly", "-p", "no:cacheprovider", "--psg-methods", "my-wrong-method,my-raising-method")
 
 
 @pytest.fixture
@@ -41,3 +82,51 @@ def test_a_projects_own_profile_leaves_the_property_suite_on_its_default(monkeyp
     assert profiles.active_profile() == settings.get_profile("psg-dev")
     with pytest.raises(ValueError, match=r"unknown Hypothesis profile 'psg-nope'; registered: psg-ci, .*selftest-own"):
         profiles.use_profile("psg-nope")
+
+
+def test_a_failing_method_ends_in_one_readable_line_per_failure_and_a_markdown_summary(project):
+    project.makepyfile(my_psg=PLUGIN, test_own=OWN_TESTS)
+    result = project.runpytest_subprocess(*RUN, "-k", "cpu-float64-mlp-B7 or test_own", "--psg-summary", "pr/run.md")
+    out = result.stdout.lines
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, "\n".join(out)
+    start = next((i for i, line in enumerate(out) if "psg-harness: 8 failing harness tests (--tb=long" in line), None)
+    assert start is not None, "\n".join(out)
+    lines = out[start + 1 : start + 9]
+    assert "short test summary info" in out[start + 9], "\n".join(out)
+    expected = {
+        f"test_{test}[cpu-float64-mlp-B7{case}-{method}]"
+        for test, case in (("matches_oracle", ""), ("matches_oracle", "-sum"), ("norms_match_oracle", "-norms"),
+                           ("clipped_step_matches_oracle", "-clip4of7"))
+        for method in ("my-wrong-method", "my-raising-method")
+    }
+    assert {line.split("::")[-1].split(" - ")[0] for line in lines} == expected, "\n".join(lines)
+    for line in lines:
+        method = "my-wrong-method" if "my-wrong-method]" in line else "my-raising-method"
+        message = line.split(" - ", 1)[1]
+        assert message.startswith(("ToleranceError: ", "MethodFailed: ")) and f"method '{method}' on cpu-float64-mlp-B7" in message
+        assert re.search(r"worst at \S+, sample \d: .* > bound |raised RuntimeError: inconsistent tensor size", message), line
+    # a harness failure is its message, not a traceback through the harness and the method's cause;
+    # the project's own test keeps pytest's traceback
+    assert "The above exception was the direct cause" not in result.stdout.str()
+    assert not [line for line in out if re.search(r"harness/\S+\.py:\d+", line)], "\n".join(out)
+    assert ">       assert 1 == 2, \"the project's own test\"" in out and "test_own.py:5: AssertionError" in out
+    assert len(out) < 70, "\n".join(out)
+
+    summary = (project.path / "pr" / "run.md").read_text()
+    assert summary.startswith("## psg-harness: 9 failed, 1 skipped, 1 xfailed\n"), summary
+    assert (
+        "test_matches_oracle[cpu-float64-mlp-B7-my-wrong-method]` | my-wrong-method | "
+        "cpu-float64-mlp-B7 | ToleranceError: method 'my-wrong-method' on cpu-float64-mlp-B7 differs from the reference: "
+        "worst at "
+    ) in summary, summary
+    assert "\\|\\|g - g*\\|\\|" in summary and "| `test_own.py::test_own_failing` |  |  | AssertionError: the project's own test |" in summary
+    assert "| 1 | known to fail |" in summary and "| 1 | not today |" in summary, summary
+
+
+def test_long_tracebacks_are_there_when_asked_for(project):
+    project.makepyfile(my_psg=PLUGIN, test_own=OWN_TESTS)
+    result = project.runpytest_subprocess(*RUN, "-k", "test_matches_oracle and cpu-float64-mlp-B7-my-raising", "--tb=long")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    text = result.stdout.str()
+    assert "The above exception was the direct cause" in text and "return torch.ones(3) @ torch.ones(4)" in text, text
+    assert "::test_matches_oracle[cpu-float64-mlp-B7-my-raising-method] - MethodFailed: method 'my-raising-method'" in text
