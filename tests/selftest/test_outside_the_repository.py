@@ -1,5 +1,8 @@
 """The plugin in a project outside this repository, where the repository's pytest options
-(``-rfEs --tb=short``) do not apply: a mistake is one line and an exit status, not a traceback."""
+(``-rfEs --tb=short``) do not apply: a mistake is one line and an exit status, not a traceback.
+
+The tests that run pytest in another process (about 5 s each) are ``integration`` tests: left
+out of the default run, run by .ci/run after it (``python -m pytest -m integration``)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 from harness.checking import profiles
+from harness.checking.run_summary import TestOutcome, failure_lines, first_line, markdown_summary
 
 pytest_plugins = ["pytester"]
 
@@ -62,6 +66,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.mark.integration
 def test_an_unknown_hypothesis_profile_is_a_usage_error_listing_the_known_ones(project):
     project.makeconftest("from hypothesis import settings\n\nsettings.register_profile('my-profile', max_examples=3)\n")
     result = project.runpytest_subprocess("--hypothesis-profile=nope", "--co", "-p", "no:randomly")
@@ -84,6 +89,7 @@ def test_a_projects_own_profile_leaves_the_property_suite_on_its_default(monkeyp
         profiles.use_profile("psg-nope")
 
 
+@pytest.mark.integration
 def test_a_failing_method_ends_in_one_readable_line_per_failure_and_a_markdown_summary(project):
     project.makepyfile(my_psg=PLUGIN, test_own=OWN_TESTS)
     result = project.runpytest_subprocess(*RUN, "-k", "cpu-float64-mlp-B7 or test_own", "--psg-summary", "pr/run.md")
@@ -123,6 +129,7 @@ def test_a_failing_method_ends_in_one_readable_line_per_failure_and_a_markdown_s
     assert "| 1 | known to fail |" in summary and "| 1 | not today |" in summary, summary
 
 
+@pytest.mark.integration
 def test_long_tracebacks_are_there_when_asked_for(project):
     project.makepyfile(my_psg=PLUGIN, test_own=OWN_TESTS)
     result = project.runpytest_subprocess(*RUN, "-k", "test_matches_oracle and cpu-float64-mlp-B7-my-raising", "--tb=long")
@@ -130,3 +137,25 @@ def test_long_tracebacks_are_there_when_asked_for(project):
     text = result.stdout.str()
     assert "The above exception was the direct cause" in text and "return torch.ones(3) @ torch.ones(4)" in text, text
     assert "::test_matches_oracle[cpu-float64-mlp-B7-my-raising-method] - MethodFailed: method 'my-raising-method'" in text
+
+
+def test_a_runs_outcomes_as_lines_and_markdown():
+    """What the plugin prints and writes, from the outcomes it recorded (the runs above end to end)."""
+    oracle = "suite/test_oracle.py::test_matches_oracle[cpu-float64-mlp-B7-mine]"
+    message = "ToleranceError: method 'mine' on cpu-float64-mlp-B7 differs from the reference: ||g - g*|| = 1"
+    cuda = "CUDA is not available on this machine"
+    outcomes = [
+        TestOutcome(oracle, "failed", message, True, "mine", "cpu-float64-mlp-B7"),
+        TestOutcome("test_own.py::test_own", "failed", "AssertionError: the project's own"),
+        TestOutcome("a", "skipped", cuda, True),
+        TestOutcome("b", "xfailed", "no LSTM support", True),
+        TestOutcome("c", "skipped", cuda, True),
+        TestOutcome("d", "passed", harness=True),
+    ]
+    assert failure_lines(outcomes) == [f"FAILED {oracle} - {message}"], "one line per failing harness test only"
+    summary = markdown_summary(outcomes, "torch 2.14")
+    assert summary.startswith("## psg-harness: 2 failed, 1 passed, 2 skipped, 1 xfailed\n\ntorch 2.14\n"), summary
+    assert f"| `{oracle}` | mine | cpu-float64-mlp-B7 | ToleranceError: method 'mine' on cpu-float64-mlp-B7 differs " \
+        "from the reference: \\|\\|g - g*\\|\\| = 1 |" in summary, summary
+    assert f"### 2 skipped, by reason\n\n| tests | reason |\n|---|---|\n| 2 | {cuda} |" in summary, summary
+    assert first_line("\nharness.core.errors.ToleranceError: method 'a.b' on x\nmore") == "ToleranceError: method 'a.b' on x"
