@@ -1,10 +1,11 @@
 """pytest plugin: markers, options, parametrization over the harness's grids, selection, xdist,
-warning filters, Hypothesis profiles and global state.
+warning filters, Hypothesis profiles, global state, and how failures are reported (a harness
+error by its message, one line per failing harness test at the end, ``--psg-summary``).
 
 Loaded through the ``pytest11`` entry point wherever the package is installed (``-p
 no:psg_harness`` turns it off). It acts on *harness items* only (:func:`is_harness_item`: the
 installed suite's tests and any test parametrized over the harness's trials), so a project's
-own tests keep their RNG, warnings, Hypothesis profile and ``slow`` marker as they were. Test
+own tests keep their RNG, warnings, Hypothesis profile, ``slow`` marker and tracebacks as they were. Test
 modules parametrize with :func:`parametrize` when they are collected, after plugins given with
 ``-p`` have registered their methods, so those run through every grid.
 """
