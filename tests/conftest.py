@@ -12,14 +12,16 @@ import pytest
 from harness import register_method
 from harness.methods import unregister_method
 
-#: Self-tests slow by nature (they start other processes: valgrind, a new virtual environment)
-#: run only when ``-m`` names this marker; .ci/run runs them after the README's command.
+#: Self-tests slow by nature (they start other processes: pytest or Python in a subprocess,
+#: valgrind, a new virtual environment) run only when ``-m`` names this marker; .ci/run runs
+#: them after the README's command.
 INTEGRATION = "integration"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{INTEGRATION}: a self-test that starts other processes (valgrind, a new virtual environment); "
+        "markers", f"{INTEGRATION}: a self-test that starts other processes (pytest in a subprocess, valgrind, a new virtual "
+        "environment); "
         f"left out unless -m names it (python -m pytest -m {INTEGRATION})",
     )
 

@@ -278,6 +278,7 @@ def test_the_module_entry_point_help_lists_the_commands_and_exits_0():
     assert proc.returncode == 0 and re.search(r"\n  same-verdicts +check that several runs", proc.stdout)
 
 
+@pytest.mark.integration  # starts pytest or Python in another process
 def test_a_benchmark_run_writes_its_json_into_a_folder_that_does_not_exist_yet(tmp_path, subprocess_env):
     out = tmp_path / "results" / "bench" / "bench-1.json"
     proc = subprocess.run(

@@ -19,6 +19,7 @@ from harness.core.hardware import MISSING_ISA, HardwareLimit
 ONEDNN_REFUSES = "could not create a primitive descriptor for the LSTM forward propagation primitive. Run workload"
 
 
+@pytest.mark.integration  # starts pytest or Python in another process
 def test_a_bf16_lstm_below_avx512_is_skipped_naming_the_instruction_set():
     """The real thing, on any CPU: oneDNN capped at AVX2, as on an AMD EPYC of family 25."""
     script = (

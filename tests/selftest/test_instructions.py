@@ -117,6 +117,7 @@ def test_kernel_launches_counts_the_kernels_of_one_call():
     assert kernel_launches(lambda: (x.add_(1), x.mul_(2))) == 2
 
 
+@pytest.mark.integration  # starts pytest or Python in another process
 def test_instructions_without_valgrind_stop_at_once_with_the_reason(subprocess_env, tmp_path):
     """``--instructions`` where valgrind is missing: one line, exit 4, before any benchmark runs."""
     import subprocess

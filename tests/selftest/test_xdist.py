@@ -53,6 +53,7 @@ def test_which_marker_expressions_select_benchmarks(expression, selects):
     assert selects_benchmarks(expression) is selects
 
 
+@pytest.mark.integration  # starts pytest or Python in another process
 @pytest.mark.parametrize("markers", ["benchmark", "benchmark and slow"])
 def test_benchmarks_under_xdist_stop_with_one_line_and_a_non_zero_exit(subprocess_env, markers):
     proc = subprocess.run(
@@ -63,6 +64,7 @@ def test_benchmarks_under_xdist_stop_with_one_line_and_a_non_zero_exit(subproces
     assert "benchmarks time one process on a quiet machine: run -m benchmark without -n" in proc.stderr
 
 
+@pytest.mark.integration  # starts pytest or Python in another process
 def test_a_benchmark_json_whose_folder_cannot_be_made_is_a_usage_error(subprocess_env, tmp_path):
     (tmp_path / "afile").write_text("")
     proc = subprocess.run(
