@@ -30,6 +30,7 @@ from harness.checking.trials import GRIDS, PropertyTrial, Trial
 from harness.core.errors import SELF_EXPLAINING, EveryExampleExpected, HarnessError, MethodUnavailable
 from harness.core.hardware import instruction_sets
 from harness.core.precision import set_tf32, tf32_flags
+from harness.core.releases import installed_version
 from harness.methods import registered
 
 MARKERS = {
@@ -419,11 +420,10 @@ class RunRecord:
         if self.summary is None:
             return
         import platform
-        from importlib.metadata import version
 
         from harness.benchmarks.timing import cpu_model
 
-        environment = f"Python {platform.python_version()}, torch {torch.__version__}, opacus {version('opacus')}; {cpu_model()}"
+        environment = f"Python {platform.python_version()}, torch {torch.__version__}, opacus {installed_version('opacus')}; {cpu_model()}"
         self.summary.write_text(markdown_summary(self.outcomes, environment))
 
 

@@ -28,7 +28,7 @@ from harness.core.errors import (
 from harness.core.tolerances import Tolerance, tolerance_for
 from harness.methods import clip_eps, gives_itself
 from harness.problems.build import build_case
-from harness.problems.drawn import Problem
+from harness.problems.drawn import LAYER_KINDS, Problem
 from harness.problems.strategies import LAYER_STRATEGIES, problems
 from harness.problems.zoo import get_model
 from harness.quantities import get_quantity
@@ -123,6 +123,8 @@ def check_property(trial: PropertyTrial, min_examples: int = 0) -> list[ExampleO
     this function's source: a change to this code must not change what the default run draws.
     """
     __tracebackhide__ = True
+    if trial.layer in LAYER_KINDS and (missing := LAYER_KINDS[trial.layer].missing()):
+        raise MethodUnavailable(missing)
     outcomes: list[ExampleOutcome] = []
     profile = active_profile()
 

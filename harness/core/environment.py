@@ -8,6 +8,11 @@ With ``--constraints FILE`` the pair must also be the one FILE pins: an installe
 the constraints (uv reads ``UV_CONSTRAINT``, not ``PIP_CONSTRAINT``) would otherwise test the
 newest torch under an environment named for an old one.
 
+Opacus and BackPACK are different: a release that does not import with the installed torch
+(Opacus 1.5.4 with torch 2.0.1 fails on ``nn.RMSNorm``) stops nothing. ``check-env`` names the
+pair and the import error on one line, and that library's methods are skipped with the same
+line while the rest of the suite runs (:mod:`harness.core.releases`).
+
     python -m harness check-env [--constraints constraints/torch-2.6.txt]
 """
 
@@ -20,6 +25,8 @@ from importlib import metadata
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
+
+from harness.core.releases import LIBRARIES, import_problem, installed_version
 
 
 class BrokenEnvironment(Exception):
@@ -59,6 +66,18 @@ def check_torch_pair() -> str:
     return pair
 
 
+def library_lines() -> list[tuple[bool, str]]:
+    """Per method library (Opacus, BackPACK): whether it imports, and the line that says so or why not."""
+    lines = []
+    for name in ("opacus", "backpack"):
+        problem = import_problem(name)
+        if problem is None:
+            lines.append((True, f"{LIBRARIES[name][1]} {installed_version(name)} imports"))
+        else:
+            lines.append((False, f"{problem}; its methods are skipped"))
+    return lines
+
+
 def check_constraints(path: str, pair: str) -> None:
     """Raise :class:`BrokenEnvironment` if an installed package is not the version the constraints file pins."""
     try:
@@ -87,7 +106,8 @@ def check_constraints(path: str, pair: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m harness check-env``: 0 and the pair if it works, 2 and why if not."""
+    """``python -m harness check-env``: 0 and the pair if it works, 2 and why if not; then a line
+    per method library (a warning, still 0, where one does not import)."""
     parser = argparse.ArgumentParser(prog="python -m harness check-env", description="Check the torch/torchvision pair.")
     parser.add_argument("--constraints", metavar="FILE", help="also require the versions this constraints file pins")
     args = parser.parse_args(argv)
@@ -96,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.constraints:
             check_constraints(args.constraints, pair)
         print(pair, "import together")
+        for imports, line in library_lines():
+            print(line if imports else f"warning: {line}", file=sys.stdout if imports else sys.stderr)
     except BrokenEnvironment as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.core.errors import MethodUnavailable
+from harness.core.releases import cpu_capability
 
 #: The variables that cap the instruction set each library uses, and what they cap.
 ISA_CAPS: dict[str, str] = {
@@ -63,7 +64,7 @@ def instruction_sets() -> str:
     caps = [f"{name}={os.environ[name]}" for name in ISA_CAPS if os.environ.get(name)]
     simd = sorted(flag for flag in cpu_flags() if flag.startswith(("avx", "amx")))
     return (
-        f"ATen {torch.backends.cpu.get_cpu_capability()}, oneDNN bfloat16 {'yes' if onednn_bf16() else 'no'}"
+        f"ATen {cpu_capability()}, oneDNN bfloat16 {'yes' if onednn_bf16() else 'no'}"
         f"{' (' + ', '.join(caps) + ')' if caps else ''}; CPU flags: {' '.join(simd) or 'none with AVX'}"
     )
 

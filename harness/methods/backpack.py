@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import importlib
 
 import torch
 
 from harness.core.case import Case
+from harness.core.releases import BACKPACK_FIRST_ORDER, library
 from harness.methods._common import batch_scale
 from harness.methods.registry import register_method
 
@@ -18,12 +20,13 @@ def _backpack(case: Case, extension: str) -> dict[str, torch.Tensor]:
     the batch loss: under a mean loss, ``grad_batch`` holds ``g_i / B`` and ``batch_l2`` holds
     ``||g_i||^2 / B^2`` (both are scaled back here by the caller).
     """
-    import backpack  # a dependency of the harness: an import that fails is a broken environment, not a skip
-    import backpack.extensions
+    backpack = library("backpack")  # one that does not import with this torch skips, with its error
+    BACKPACK_FIRST_ORDER.require()
+    extensions = importlib.import_module("backpack.extensions")
     model = backpack.extend(copy.deepcopy(case.model))
     loss = case.loss_fn(model(case.inputs), case.targets)
     attribute = {"BatchGrad": "grad_batch", "BatchL2Grad": "batch_l2"}[extension]
-    with backpack.backpack(getattr(backpack.extensions, extension)()):
+    with backpack.backpack(getattr(extensions, extension)()):
         loss.backward()
     return {name: getattr(p, attribute).detach() for name, p in model.named_parameters() if hasattr(p, attribute)}
 

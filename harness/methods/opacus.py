@@ -9,6 +9,14 @@ from collections.abc import Callable, Iterator
 import torch
 
 from harness.core.case import Case
+from harness.core.releases import (
+    FORCE_FUNCTORCH,
+    GHOST_CLIPPING,
+    GHOST_CLIPPING_TENSOR,
+    OPACUS_EXPANDED_WEIGHTS,
+    Feature,
+    library,
+)
 from harness.methods._common import batch_scale, clear_grad_samples, collect
 from harness.methods.registry import register_method
 
@@ -32,22 +40,25 @@ def _opacus_grads(case: Case, wrapper: Callable[..., torch.nn.Module], **kwargs)
         return collect(case, "grad_sample")
 
 
-def _opacus_gsm(**kwargs) -> Callable[[Case], dict[str, torch.Tensor]]:
+def _opacus_gsm(*needs: Feature, **kwargs) -> Callable[[Case], dict[str, torch.Tensor]]:
     def method(case: Case) -> dict[str, torch.Tensor]:
-        from opacus import GradSampleModule
-
-        return _opacus_grads(case, GradSampleModule, **kwargs)
+        opacus = library("opacus")
+        for feature in needs:
+            feature.require()
+        return _opacus_grads(case, opacus.GradSampleModule, **kwargs)
 
     return method
 
 
 register_method("opacus-hooks", _opacus_gsm())
-register_method("opacus-functorch", _opacus_gsm(force_functorch=True))
+register_method("opacus-functorch", _opacus_gsm(FORCE_FUNCTORCH, force_functorch=True))
 
 
 @register_method("opacus-ew")
 def opacus_ew_grads(case: Case) -> dict[str, torch.Tensor]:
     """Opacus' ``GradSampleModuleExpandedWeights`` (PyTorch's ExpandedWeights behind Opacus' API)."""
+    library("opacus")
+    OPACUS_EXPANDED_WEIGHTS.require()
     from opacus.grad_sample import GradSampleModuleExpandedWeights
 
     return _opacus_grads(case, GradSampleModuleExpandedWeights)
@@ -73,6 +84,7 @@ OPACUS_CLIP_EPS = 1e-6
 def opacus_dpoptimizer_step(case: Case) -> dict[str, torch.Tensor]:
     """Opacus' ``DPOptimizer`` with ``noise_multiplier=0`` over ``GradSampleModule``: ``p.grad``
     after one ``pre_step`` (clip, sum, no noise, scale), in the summed form."""
+    library("opacus")
     from opacus import GradSampleModule
     from opacus.optimizers import DPOptimizer
 
@@ -91,6 +103,8 @@ def _per_sample_losses(case: Case, outputs: torch.Tensor) -> torch.Tensor:
 def _opacus_ghost(case: Case, max_grad_norm: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Opacus' ghost clipping, as ``make_private(..., grad_sample_mode="ghost")`` trains: two
     backward passes (norms, then the clipped loss), then the optimizer's ``pre_step``."""
+    GHOST_CLIPPING.require()
+    GHOST_CLIPPING_TENSOR.require()
     from opacus.grad_sample import GradSampleModuleFastGradientClipping
     from opacus.optimizers import DPOptimizerFastGradientClipping
     from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping

@@ -11,6 +11,7 @@ import torch
 
 from harness.core.case import Case
 from harness.core.errors import MethodUnavailable
+from harness.core.releases import TORCH_COMPILE, reset_compiler
 from harness.methods.registry import register_method
 
 
@@ -43,6 +44,7 @@ def _vmap_grads(case: Case, chunk_size: int | None = None, compiled: bool = Fals
     per_sample = vmap(grad(compute_loss), in_dims=(None, None, 0, 0), chunk_size=chunk_size)
     if not compiled:
         return per_sample(params, buffers, case.inputs, case.targets)
+    TORCH_COMPILE.require()
     try:
         return _compiled_for(case, per_sample)(params, buffers, case.inputs, case.targets)
     finally:
@@ -58,13 +60,13 @@ _COMPILED: dict[str, object] = {}
 def _compiled_for(case: Case, fn: Callable) -> Callable:
     """``torch.compile(fn)``, compiled afresh for each new case and reused for the same case.
 
-    Each new case starts from ``torch.compiler.reset()``: recompiling one function for case
+    Each new case starts from a reset of the compiler (:func:`reset_compiler`): recompiling one function for case
     after case would reach dynamo's recompile limit, after which it runs the function eagerly,
     without an error, and the method would no longer test the compiler.
     """
     ref = _COMPILED.get("case")
     if ref is None or ref() is not case:
-        torch.compiler.reset()
+        reset_compiler()
         _COMPILED.update(case=weakref.ref(case), fn=torch.compile(fn))
     return _COMPILED["fn"]
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from harness.core.releases import DP_MHA_BATCH_FIRST, OPACUS_LAYERS, RMS_NORM, Feature, library
 from harness.problems.zoo import ModelSpec
 
 Shape = tuple[int, ...]
@@ -24,9 +25,16 @@ Shape = tuple[int, ...]
 
 def _opacus_layer(name: str) -> Callable[..., nn.Module]:
     def build(**kwargs: Any) -> nn.Module:
-        import opacus.layers
+        return getattr(library("opacus").layers, name)(**kwargs)
 
-        return getattr(opacus.layers, name)(**kwargs)
+    return build
+
+
+def _torch_layer(name: str) -> Callable[..., nn.Module]:
+    """``nn.<name>``, looked up when built: a torch release may not have it (``needs`` says which)."""
+
+    def build(**kwargs: Any) -> nn.Module:
+        return getattr(nn, name)(**kwargs)
 
     return build
 
@@ -43,6 +51,11 @@ class LayerKind:
     build: Callable[..., nn.Module]
     call: str = "plain"  # "plain": layer(x); "first": layer(x)[0]; "self_attention": layer(x, x, x)[0]
     takes_indices: bool = False
+    needs: tuple[Feature, ...] = ()  # what the installed releases must have to build it
+
+    def missing(self) -> str | None:
+        """None where the installed releases can build it; else why not (the property test's skip reason)."""
+        return next((reason for feature in self.needs if (reason := feature.missing())), None)
 
 
 #: Every layer kind the property suite draws, by the name used in test ids and the support matrix.
@@ -54,17 +67,19 @@ LAYER_KINDS: dict[str, LayerKind] = {
     "conv_transpose2d": LayerKind(nn.ConvTranspose2d),
     "embedding": LayerKind(nn.Embedding, takes_indices=True),
     "layer_norm": LayerKind(nn.LayerNorm),
-    "rms_norm": LayerKind(nn.RMSNorm),
+    "rms_norm": LayerKind(_torch_layer("RMSNorm"), needs=(RMS_NORM,)),
     "group_norm": LayerKind(nn.GroupNorm),
     "instance_norm": LayerKind(_instance_norm),
     "rnn": LayerKind(nn.RNN, call="first"),
     "lstm": LayerKind(nn.LSTM, call="first"),
     "gru": LayerKind(nn.GRU, call="first"),
-    "dp_rnn": LayerKind(_opacus_layer("DPRNN"), call="first"),
-    "dp_lstm": LayerKind(_opacus_layer("DPLSTM"), call="first"),
-    "dp_gru": LayerKind(_opacus_layer("DPGRU"), call="first"),
+    "dp_rnn": LayerKind(_opacus_layer("DPRNN"), call="first", needs=(OPACUS_LAYERS,)),
+    "dp_lstm": LayerKind(_opacus_layer("DPLSTM"), call="first", needs=(OPACUS_LAYERS,)),
+    "dp_gru": LayerKind(_opacus_layer("DPGRU"), call="first", needs=(OPACUS_LAYERS,)),
     "mha": LayerKind(nn.MultiheadAttention, call="self_attention"),
-    "dp_mha": LayerKind(_opacus_layer("DPMultiheadAttention"), call="self_attention"),
+    "dp_mha": LayerKind(
+        _opacus_layer("DPMultiheadAttention"), call="self_attention", needs=(OPACUS_LAYERS, DP_MHA_BATCH_FIRST)
+    ),
 }
 
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from hypothesis import strategies as st
 
-from harness.problems.drawn import Layer, Problem, Shape
+from harness.core.releases import LAYER_NORM_BIAS
+from harness.problems.drawn import LAYER_KINDS, Layer, Problem, Shape
 
 MAX_BATCH = 8
 _SPATIAL = {1: 7, 2: 5, 3: 4}  # the largest drawn side per number of spatial dimensions
@@ -117,9 +118,12 @@ def _normalizable(shape: Shape) -> bool:
 
 @st.composite
 def layer_norm(draw: st.DrawFn, in_shape: Shape | None = None) -> Layer:
-    """``nn.LayerNorm`` over the last one or two dimensions, with or without a bias."""
+    """``nn.LayerNorm`` over the last one or two dimensions, with or without a bias (always with
+    one before torch 2.1, which has no ``bias`` argument)."""
     in_shape, normalized = _normalized_shape(draw, in_shape)
-    args = dict(normalized_shape=normalized, elementwise_affine=True, bias=draw(st.booleans()))
+    args = dict(normalized_shape=normalized, elementwise_affine=True)
+    if LAYER_NORM_BIAS.available:
+        args.update(bias=draw(st.booleans()))
     return Layer("layer_norm", tuple(args.items()), in_shape, in_shape)
 
 
@@ -194,7 +198,7 @@ def _per_channel_normalizable(shape: Shape) -> bool:
 _VECTOR_STACK: tuple[tuple[LayerStrategy, Callable[[Shape], bool]], ...] = (
     (lambda in_shape: linear(in_shape, min_width=MIN_NORMALIZED), _anything),
     (layer_norm, _normalizable),
-    (rms_norm, _normalizable),
+    *([(rms_norm, _normalizable)] if LAYER_KINDS["rms_norm"].missing() is None else []),
 )
 _IMAGE_STACK: tuple[tuple[LayerStrategy, Callable[[Shape], bool]], ...] = (
     (lambda in_shape: conv(2, in_shape, min_width=MIN_NORMALIZED), _anything),

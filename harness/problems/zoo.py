@@ -8,6 +8,7 @@ float64 oracle and a float32 case see exactly the same numbers.
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -126,11 +127,13 @@ class SimpleCNN(nn.Module):
 
 
 def resnet18_gn() -> nn.Module:
-    """torchvision's resnet18 with BatchNorm replaced by GroupNorm by Opacus' own fixer."""
-    from opacus.validators import ModuleValidator
+    """torchvision's resnet18 with GroupNorm where BatchNorm was, as Opacus' ``ModuleValidator.fix``
+    makes it (``GroupNorm(gcd(32, C), C)``), built without Opacus: the model must not depend on
+    which Opacus release is installed, or whether one imports (Opacus 1.4's fixer clones the
+    model with ``torch.load``, which torch 2.6 refuses). A self-test holds it to Opacus' fixer."""
     from torchvision.models import resnet18
 
-    return ModuleValidator.fix(resnet18(num_classes=10))
+    return resnet18(num_classes=10, norm_layer=lambda channels: nn.GroupNorm(math.gcd(32, channels), channels))
 
 
 def _basic_block_out_of_place(self: nn.Module, x: torch.Tensor) -> torch.Tensor:

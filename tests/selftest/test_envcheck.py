@@ -74,3 +74,12 @@ def test_options_in_a_constraints_file_are_not_requirements(tmp_path):
     constraints = tmp_path / "torch.txt"
     constraints.write_text(f"-c other.txt\ntorch=={envcheck.metadata.version('torch')}\n")
     envcheck.check_constraints(str(constraints), "this pair")
+
+
+def test_a_method_library_that_does_not_import_is_one_warning_line_and_not_an_error(monkeypatch, capsys):
+    broken = "Opacus 1.5.4 does not import with torch 2.0.1 (AttributeError: module 'torch.nn' has no attribute 'RMSNorm')"
+    monkeypatch.setattr(envcheck, "import_problem", lambda name: broken if name == "opacus" else None)
+    assert envcheck.main([]) == 0
+    out, err = capsys.readouterr()
+    assert err == f"warning: {broken}; its methods are skipped\n"
+    assert out.splitlines()[-1].startswith("BackPACK ") and out.splitlines()[-1].endswith(" imports")
