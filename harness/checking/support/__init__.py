@@ -13,11 +13,10 @@ built-in row for that cell.
 
 from __future__ import annotations
 
-import torch
-
 from harness.checking.support.drawn import DRAWN_MATRIX
 from harness.checking.support.rows import CHECKS, DrawnFailure, ExpectedFailure, ZooFailure
 from harness.checking.support.zoo import ZOO_MATRIX
+from harness.core.releases import Versions
 from harness.problems.drawn import Problem
 
 #: Every built-in row, the zoo's first.
@@ -60,24 +59,25 @@ def expected_failure(
     precision: str,
     device: str,
     check: str = "grads",
-    torch_version: str | None = None,
+    torch_version: str | Versions | None = None,
 ) -> ZooFailure | None:
     """The zoo row covering this trial, or None if it must pass: the first that covers it, the
-    rows a plugin added before the built-in ones."""
+    rows a plugin added before the built-in ones. ``torch_version`` (or all the releases, as
+    :class:`Versions`) stands for the installed ones."""
     if check not in CHECKS:
         raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
-    version = torch_version or torch.__version__
-    return next((row for row in (*_ADDED_ZOO, *ZOO_MATRIX) if row.applies(method, model, precision, device, check, version)), None)
+    versions = Versions.of(torch_version)
+    return next((row for row in (*_ADDED_ZOO, *ZOO_MATRIX) if row.applies(method, model, precision, device, check, versions)), None)
 
 
 def expected_failure_drawn(
-    method: str, problem: Problem, precision: str, device: str, torch_version: str | None = None
+    method: str, problem: Problem, precision: str, device: str, torch_version: str | Versions | None = None
 ) -> DrawnFailure | None:
     """The drawn-layer row covering a drawn problem: the first that covers any of its layers, the
     rows a plugin added before the built-in ones."""
-    version = torch_version or torch.__version__
+    versions = Versions.of(torch_version)
     for row in (*_ADDED_DRAWN, *DRAWN_MATRIX):
-        if any(row.applies(method, layer, precision, device, version) for layer in problem.layers):
+        if any(row.applies(method, layer, precision, device, versions) for layer in problem.layers):
             return row
     return None
 

@@ -9,6 +9,9 @@ OPACUS = ("opacus-hooks", "opacus-functorch", "opacus-ghost", "opacus-dpoptimize
 EXPANDED_WEIGHTS = ("opacus-ew", "expanded-weights")
 VMAP_FAMILY = ("vmap", "vmap-chunked", "vmap-compiled", "functorch")
 
+#: The two release sets a range below torch 2.6 (or an Opacus / BackPACK range) was measured on.
+SEEN_ON_BOTH = "Seen on torch 2.0.1 (Opacus 1.5.3, BackPACK 1.6.0) and torch 2.14 (Opacus 1.6.0, BackPACK 1.7.1)"
+
 #: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
 #: but their models or layers (and a drawn row's ``when``).
 #: What vmap raises over a recurrent layer it cannot batch (nn.LSTM in float64, nn.RNN and nn.GRU always).
@@ -20,10 +23,11 @@ LSTM_VMAP_FLOAT64: dict[str, Any] = {
     "error": VMAP_RECURRENT_ERROR,
     "reason": (
         "vmap over nn.LSTM fails in float64 on the CPU (works in float32); Opacus has no grad "
-        "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15"
+        "sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.6, 2.13, 2.14, 2.15, "
+        "and on torch 2.0.1 (2.1 to 2.5 not run)"
     ),
     "devices": ("cpu",),
-    "torch": ">=2.6",
+    "torch": ">=2.0",
 }
 
 LSTM_OPACUS_FALLBACK: dict[str, Any] = {
@@ -32,9 +36,10 @@ LSTM_OPACUS_FALLBACK: dict[str, Any] = {
     "error": "only integer tensors of a single element can be converted to an index",
     "reason": (
         "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
-        "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM"
+        "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM. "
+        + SEEN_ON_BOTH
     ),
-    "torch": ">=2.6",
+    "opacus": ">=1.5.3",
 }
 
 BACKPACK_EMBEDDING_FLOAT64: dict[str, Any] = {
@@ -43,9 +48,10 @@ BACKPACK_EMBEDDING_FLOAT64: dict[str, Any] = {
     "error": "expected scalar type (Double but found Float|Float but found Double)",
     "reason": (
         "BackPACK's Embedding extension mixes float32 into a float64 model's computation on sequences "
-        "longer than one token (float32 works)"
+        "longer than one token (float32 works). "
+        + SEEN_ON_BOTH
     ),
-    "torch": ">=2.6",
+    "backpack": ">=1.6",
 }
 
 BACKPACK_NO_EXTENSION: dict[str, Any] = {
@@ -54,9 +60,10 @@ BACKPACK_NO_EXTENSION: dict[str, Any] = {
     "reason": (
         "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
         "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
-        "get no grad_batch / batch_l2, with only a warning"
+        "get no grad_batch / batch_l2, with only a warning. "
+        + SEEN_ON_BOTH
     ),
-    "torch": ">=2.6",
+    "backpack": ">=1.6",
 }
 
 MHA_OPACUS_FALLBACK: dict[str, Any] = {
@@ -64,14 +71,15 @@ MHA_OPACUS_FALLBACK: dict[str, Any] = {
     "error": r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
     "reason": (
         "Opacus' functorch fallback (no grad sampler for nn.MultiheadAttention) calls the module "
-        "with its first input only; Opacus expects its DPMultiheadAttention"
+        "with its first input only; Opacus expects its DPMultiheadAttention. "
+        + SEEN_ON_BOTH
     ),
-    "torch": ">=2.6",
+    "opacus": ">=1.5.3",
 }
 
 MHA_EXPANDED_WEIGHTS: dict[str, Any] = {
     "methods": EXPANDED_WEIGHTS,
     "error": "Expanded Weights encountered but cannot handle function multi_head_attention_forward",
-    "reason": "ExpandedWeights has no rule for multi_head_attention_forward",
-    "torch": ">=2.6",
+    "reason": "ExpandedWeights has no rule for multi_head_attention_forward. " + SEEN_ON_BOTH,
+    "torch": ">=2.0",
 }

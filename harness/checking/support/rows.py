@@ -1,8 +1,9 @@
 """The two kinds of support-matrix row: one about zoo models, one about drawn layers.
 
 Every field of a row is honoured: a row names the methods, models (or layer kinds), precisions and
-devices it covers (fnmatch patterns), a torch version range, the error the failure must match and
-the reason; a zoo row also the checks it covers, a drawn row the layer configurations (``when``).
+devices it covers (fnmatch patterns), the release ranges of torch, Opacus and BackPACK it holds in
+(``SpecifierSet`` strings, empty for any; a row naming a range of a library that is not installed
+does not apply), the error the failure must match and the reason; a zoo row also the checks it covers, a drawn row the layer configurations (``when``).
 A field a kind of row has no use for is refused (a ``TypeError`` at construction).
 """
 
@@ -12,9 +13,10 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from harness.core.releases import Versions
 from harness.problems.drawn import LAYER_KINDS, Layer
 from harness.quantities import QUANTITIES
 
@@ -40,13 +42,37 @@ class ExpectedFailure:
     precisions: tuple[str, ...] = ("*",)
     devices: tuple[str, ...] = ("*",)
     torch: str = ""
+    opacus: str = ""
+    backpack: str = ""
 
-    def _covers(self, method: str, precision: str, device: str, torch_version: str) -> bool:
+    def __post_init__(self) -> None:
+        for name, range_ in self.ranges().items():
+            try:
+                SpecifierSet(range_)
+            except InvalidSpecifier:
+                raise ValueError(f"support-matrix row for {self.methods}: {name}={range_!r} is not a version range") from None
+
+    def ranges(self) -> dict[str, str]:
+        """The release range per library (``torch``, ``opacus``, ``backpack``), empty for any."""
+        return {"torch": self.torch, "opacus": self.opacus, "backpack": self.backpack}
+
+    def holds_for(self, versions: Versions | str) -> bool:
+        """Whether the installed releases (or those given; a string is torch's) are inside the row's ranges."""
+        versions = Versions.of(versions)
+        for name, range_ in self.ranges().items():
+            if not range_:
+                continue
+            version = getattr(versions, name)
+            if version is None or Version(Version(version).base_version) not in SpecifierSet(range_):
+                return False
+        return True
+
+    def _covers(self, method: str, precision: str, device: str, versions: Versions | str) -> bool:
         return (
             _hit(method, self.methods)
             and _hit(precision, self.precisions)
             and _hit(device, self.devices)
-            and Version(Version(torch_version).base_version) in SpecifierSet(self.torch)
+            and self.holds_for(versions)
         )
 
     def describe(self) -> str:
@@ -62,13 +88,14 @@ class ZooFailure(ExpectedFailure):
     checks: tuple[str, ...] = tuple(QUANTITIES)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [c for c in self.checks if c not in CHECKS]
         if unknown:
             raise ValueError(f"support-matrix row for {self.models}: unknown checks {unknown}; known: {', '.join(CHECKS)}")
 
-    def applies(self, method: str, model: str, precision: str, device: str, check: str, torch_version: str) -> bool:
-        """Whether this row covers the trial."""
-        return check in self.checks and _hit(model, self.models) and self._covers(method, precision, device, torch_version)
+    def applies(self, method: str, model: str, precision: str, device: str, check: str, versions: Versions | str) -> bool:
+        """Whether this row covers the trial (``versions``: the releases, or torch's version alone)."""
+        return check in self.checks and _hit(model, self.models) and self._covers(method, precision, device, versions)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,14 +107,15 @@ class DrawnFailure(ExpectedFailure):
     when: Callable[[Layer], bool] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         unknown = [p for p in self.layers if not any(fnmatch.fnmatchcase(kind, p) for kind in LAYER_KINDS)]
         if unknown:
             raise ValueError(f"support-matrix row: {unknown} name no drawn layer kind; known: {', '.join(LAYER_KINDS)}")
 
-    def applies(self, method: str, layer: Layer, precision: str, device: str, torch_version: str) -> bool:
-        """Whether this row covers a drawn layer."""
+    def applies(self, method: str, layer: Layer, precision: str, device: str, versions: Versions | str) -> bool:
+        """Whether this row covers a drawn layer (``versions``: the releases, or torch's version alone)."""
         return (
             _hit(layer.kind, self.layers)
-            and self._covers(method, precision, device, torch_version)
+            and self._covers(method, precision, device, versions)
             and (self.when is None or self.when(layer))
         )
