@@ -37,10 +37,13 @@ MARKERS = {
     "cuda": "runs on a CUDA device (skipped with a reason where there is none)",
     "slow": "heavy case (big model or batch); left out unless -m selects slow",
     "psg": "a harness test: the harness's warning filters and fresh torch state apply to it",
+    "integration": "a harness test that starts other processes (pytest in a subprocess, valgrind, a new virtual "
+    "environment); left out unless -m names it",
 }
 #: Markers whose harness items run only when the ``-m`` expression names them (``benchmark`` is
-#: pytest-benchmark's own marker: the timing suite wants a quiet machine, not the default run).
-OPT_IN = ("slow", "benchmark")
+#: pytest-benchmark's own marker: the timing suite wants a quiet machine, not the default run;
+#: ``integration``: the self-tests that start other processes, which .ci/run runs after the default run).
+OPT_IN = ("slow", "benchmark", "integration")
 #: Methods every ``--psg-methods`` selection keeps: the references a method's figures are read
 #: against (the loop of the seeds; the benchmarks' plain batched step).
 REFERENCES = ("loop", BATCHED)
@@ -443,8 +446,8 @@ def _selected_methods(config: pytest.Config) -> set[str] | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give harness items their warning filters; leave out ``slow`` and ``benchmark`` harness items
-    unless the ``-m`` expression names them, and under ``--psg-methods`` every harness item but
+    """Give harness items their warning filters; leave out ``slow``, ``benchmark`` and
+    ``integration`` harness items unless the ``-m`` expression names them, and under ``--psg-methods`` every harness item but
     those of the named methods and the references (the batching-rule trials are vmap's; the
     seeds' claims, about built-in methods, are left out)."""
     expression = config.getoption("markexpr") or ""

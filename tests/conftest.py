@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,34 +11,15 @@ import pytest
 from harness import register_method
 from harness.methods import unregister_method
 
-#: Self-tests slow by nature (they start other processes: pytest or Python in a subprocess,
-#: valgrind, a new virtual environment) run only when ``-m`` names this marker; .ci/run runs
-#: them after the README's command.
-INTEGRATION = "integration"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", f"{INTEGRATION}: a self-test that starts other processes (pytest in a subprocess, valgrind, a new virtual "
-        "environment); "
-        f"left out unless -m names it (python -m pytest -m {INTEGRATION})",
-    )
-
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The self-tests run with the harness's warning filters and fresh torch state, as the suite
-    does; the ``integration`` ones only when the ``-m`` expression names them."""
+    does (and, like its slow cases, the ``integration`` ones only when ``-m`` names them)."""
     here = Path(__file__).parent
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.psg)
-    if re.search(rf"\b{INTEGRATION}\b", config.getoption("markexpr") or ""):
-        return
-    left_out = [item for item in items if item.get_closest_marker(INTEGRATION)]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if not item.get_closest_marker(INTEGRATION)]
 
 
 @pytest.fixture
