@@ -71,6 +71,11 @@ class Versions:
         return installed if versions is None else cls(versions, installed.opacus, installed.backpack)
 
 
+#: The project's default releases (constraints/torch-2.14.txt, what the README's install command
+#: installs): the README's support table is stated for them.
+DEFAULT_RELEASES = Versions("2.14.0", "1.6.0", "1.7.1")
+
+
 @functools.cache
 def _import(library: str) -> ModuleType | str:
     """The imported module, or the line that says why it does not import with the installed torch."""

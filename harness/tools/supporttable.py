@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.checking.support import ExpectedFailure, expected_failure
 from harness.core.hardware import LIMITS, Limit
+from harness.core.releases import DEFAULT_RELEASES, Versions
 from harness.methods import BUILT_IN, gives_itself, methods_for
 from harness.problems.zoo import MODELS
 from harness.quantities import QUANTITIES
@@ -37,13 +38,13 @@ def _gives(method: str) -> str:
     return ", ".join(parts)
 
 
-def _entry(method: str, model: str, notes: dict[ExpectedFailure, int]) -> str:
+def _entry(method: str, model: str, notes: dict[ExpectedFailure, int], versions: Versions) -> str:
     """``✓``, or ``✗`` with what fails (when not everything) and the notes saying why."""
     quantities = [q for q in QUANTITIES if method in methods_for(q)]
     failing: dict[tuple[str, str], ExpectedFailure] = {}
     for quantity in quantities:
         for precision in TABLE_PRECISIONS:
-            row = expected_failure(method, model, precision, "cpu", quantity)
+            row = expected_failure(method, model, precision, "cpu", quantity, versions)
             if row is not None:
                 failing[(quantity, precision)] = row
     if not failing:
@@ -85,18 +86,21 @@ def _hardware_notes(models: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     return marks, notes
 
 
-def support_table(methods: Sequence[str] = BUILT_IN) -> str:
-    """The Markdown table: methods (the built-in ones by default) x models, then the numbered
-    reasons, then what depends on the machine (:data:`harness.core.hardware.LIMITS`)."""
+def support_table(methods: Sequence[str] = BUILT_IN, versions: Versions = DEFAULT_RELEASES) -> str:
+    """The Markdown table: methods (the built-in ones by default) x models on the given releases
+    (the project's default ones by default, whatever is installed), then the numbered reasons,
+    then what depends on the machine (:data:`harness.core.hardware.LIMITS`)."""
     models = list(MODELS)
     notes: dict[ExpectedFailure, int] = {}
     marks, hardware = _hardware_notes(models)
     lines = [
+        f"On torch {versions.torch}, Opacus {versions.opacus}, BackPACK {versions.backpack} (other releases: docs/releases.md).",
+        "",
         "| method | gives | " + " | ".join(model + marks.get(model, "") for model in models) + " |",
         "|---|---|" + "---|" * len(models),
     ]
     for method in methods:
-        entries = [_entry(method, model, notes) for model in models]
+        entries = [_entry(method, model, notes, versions) for model in models]
         lines.append(f"| `{method}` | {_gives(method)} | " + " | ".join(entries) + " |")
     lines.append("")
     lines.extend(f"{n}. {row.describe()}" for row, n in notes.items())

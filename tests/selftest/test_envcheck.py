@@ -7,7 +7,15 @@ import sys
 import pytest
 
 from harness.core import environment as envcheck
+from harness.core import releases
 from harness.core.environment import BrokenEnvironment, check_torch_pair
+
+
+@pytest.fixture(autouse=True)
+def _forget_faked_versions():
+    """The tests fake importlib.metadata, which releases.installed_version caches: forget what it saw."""
+    yield
+    releases.installed_version.cache_clear()
 
 
 def fake_versions(monkeypatch, torch: str, torchvision: str, pin: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from packaging.version import Version
@@ -11,7 +13,7 @@ from harness.checking.support import ZooFailure
 from harness.checking.trials import PropertyTrial
 from harness.core import releases
 from harness.core.errors import MethodUnavailable
-from harness.core.releases import Feature, Versions, installed_version, library
+from harness.core.releases import DEFAULT_RELEASES, Feature, Versions, installed_version, library
 from harness.problems.drawn import LAYER_KINDS, LayerKind
 
 FEATURES = [value for value in vars(releases).values() if isinstance(value, Feature)]
@@ -110,3 +112,12 @@ def test_resnet18_gn_is_the_model_opacus_fixer_makes():
     theirs = opacus_fixed.state_dict()
     assert list(ours.state_dict()) == list(theirs)
     assert all(torch.equal(value, theirs[name]) for name, value in ours.state_dict().items())
+
+
+def test_the_default_releases_are_the_default_constraints_file():
+    pins = dict(
+        line.split("==")
+        for line in (Path(__file__).parents[2] / "constraints" / "torch-2.14.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert DEFAULT_RELEASES == Versions(pins["torch"], pins["opacus"], pins["backpack-for-pytorch"])

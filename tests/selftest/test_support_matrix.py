@@ -102,9 +102,11 @@ def test_rows_are_matched_by_version_dtype_and_device():
     row = expected_failure("vmap", "lstm_text", "float64", "cpu")
     assert row is not None and "float64" in row.reason
     assert expected_failure("vmap", "lstm_text", "float32", "cpu") is None
-    assert expected_failure("opacus-hooks", "resnet18_gn", "float32", "cuda") is not None
-    assert expected_failure("opacus-hooks", "resnet18_gn_noinplace", "float32", "cuda") is None
-    assert expected_failure("opacus-hooks", "resnet18_gn", "float32", "cpu", torch_version="2.5.1+cpu") is None
+    opacus_1_6 = Versions("2.14.0", "1.6.0", "1.7.1")
+    assert expected_failure("opacus-hooks", "resnet18_gn", "float32", "cuda", torch_version=opacus_1_6) is not None
+    assert expected_failure("opacus-hooks", "resnet18_gn_noinplace", "float32", "cuda", torch_version=opacus_1_6) is None
+    opacus_1_5_3 = Versions("2.14.0", "1.5.3", "1.7.1")
+    assert expected_failure("opacus-hooks", "resnet18_gn", "float32", "cpu", torch_version=opacus_1_5_3) is None
     with pytest.raises(ValueError, match="unknown check 'nope'"):
         expected_failure("vmap", "mlp", "float64", "cpu", check="nope")
 

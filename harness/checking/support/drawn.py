@@ -7,6 +7,7 @@ from __future__ import annotations
 from harness.checking.support.families import (
     BACKPACK_EMBEDDING_FLOAT64,
     BACKPACK_NO_EXTENSION,
+    EMBEDDING_PADDING_IGNORED,
     LSTM_OPACUS_FALLBACK,
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
@@ -35,7 +36,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         when=lambda layer: layer.kwargs["output_padding"] > 0,
         error=r"shape '\[[\d, ]+\]' is invalid for input of size \d+",
         reason="BackPACK's ConvTranspose2d extension does not account for output_padding and fails to reshape",
-        torch=">=2.6",
+        backpack=">=1.6",
     ),
     DrawnFailure(
         methods=("backpack",),
@@ -43,7 +44,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         when=lambda layer: not layer.kwargs["bias"] or layer.kwargs["num_layers"] > 1 or layer.kwargs["bidirectional"],
         error=r"has no attribute 'bias_ih_l0'|only num_layers = 1 is supported|only bidirectional = False is supported",
         reason="BackPACK's RNN and LSTM extensions support a single unidirectional layer with biases only",
-        torch=">=2.6",
+        backpack=">=1.6",
     ),
     DrawnFailure(
         methods=("backpack",),
@@ -51,7 +52,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         when=lambda layer: layer.kwargs["padding_idx"] is not None,
         error="Only padding_idx=None supported",
         reason="BackPACK's Embedding extension refuses padding_idx (an error, where Opacus and ExpandedWeights are wrong)",
-        torch=">=2.6",
+        backpack=">=1.6",
     ),
     DrawnFailure(
         layers=("embedding",),
@@ -84,7 +85,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "float64); Opacus has no grad sampler for them and falls back to the same vmap"
         ),
         devices=("cpu",),
-        torch=">=2.6",
+        torch=">=2.0",
     ),
     DrawnFailure(layers=("mha",), **MHA_OPACUS_FALLBACK),
     DrawnFailure(layers=("mha",), **MHA_EXPANDED_WEIGHTS),
@@ -93,14 +94,14 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         layers=("conv_transpose2d",),
         error="Expanded Weights encountered but cannot handle function conv_transpose2d",
         reason="ExpandedWeights has no rule for conv_transpose2d",
-        torch=">=2.6",
+        torch=">=2.0",
     ),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
         layers=("rms_norm",),
         error="Expanded Weights encountered but cannot handle function rms_norm",
         reason="ExpandedWeights has no rule for rms_norm (Opacus' hooks have one)",
-        torch=">=2.6",
+        torch=">=2.4",
     ),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
@@ -122,19 +123,33 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "ExpandedWeights' unfold3d raises NotImplementedError for a dilated Conv3d; it takes that path "
             "for groups > 1 (and for any Conv3d at batch size 32 or more, which the property suite does not draw)"
         ),
-        torch=">=2.6",
+        torch=">=2.0",
     ),
     DrawnFailure(
-        methods=("opacus-hooks", "opacus-ew", "expanded-weights"),
+        methods=("opacus-hooks",),
+        layers=("embedding",),
+        precisions=("float64",),
+        error="scatter\\(\\): Expected self.dtype to be equal to src.dtype",
+        reason=(
+            "Opacus' embedding grad sampler scatters the float64 backprops into a float32 buffer "
+            "(torch.zeros without a dtype) and fails on every float64 model; fixed in Opacus 1.6.0"
+        ),
+        link="https://github.com/meta-pytorch/opacus/pull/764",
+        opacus="<1.6",
+    ),
+    DrawnFailure(
+        methods=("opacus-hooks",),
         layers=("embedding",),
         when=lambda layer: layer.kwargs["padding_idx"] is not None,
-        error=r"differs from the reference: worst at layers\.0\.weight, sample \d+",
-        reason=(
-            "wrong result, not an error: Opacus' embedding grad sampler and ExpandedWeights' embedding "
-            "rule ignore padding_idx, so the padding row gets a non-zero per-sample gradient where "
-            "autograd (and opacus-functorch, vmap) give zero; DP-SGD then trains the padding vector"
-        ),
-        torch=">=2.6",
+        **EMBEDDING_PADDING_IGNORED,
+        opacus=">=1.5.3",
+    ),
+    DrawnFailure(
+        methods=_EXPANDED_WEIGHTS,
+        layers=("embedding",),
+        when=lambda layer: layer.kwargs["padding_idx"] is not None,
+        **EMBEDDING_PADDING_IGNORED,
+        torch=">=2.0",
     ),
     DrawnFailure(
         methods=("opacus-hooks",),
@@ -142,7 +157,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         when=lambda layer: not layer.kwargs["bias"],
         error="'NoneType' object has no attribute 'requires_grad'",
         reason="Opacus' LayerNorm grad sampler reads layer.bias.requires_grad; LayerNorm(bias=False) has no bias",
-        torch=">=2.6",
+        opacus=">=1.5.3",
     ),
     DrawnFailure(
         methods=_OPACUS + _EXPANDED_WEIGHTS,
@@ -157,6 +172,6 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "functorch fallback mis-size the bias_k/bias_v per-sample gradients; ExpandedWeights has no "
             "rule for the `repeat` that adds them"
         ),
-        torch=">=2.6",
+        opacus=">=1.5.3",
     ),
 )
