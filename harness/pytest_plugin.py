@@ -13,10 +13,12 @@ modules parametrize with :func:`parametrize` when they are collected, after plug
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import torch
@@ -24,6 +26,7 @@ import torch
 from harness.benchmarks.cases import BenchmarkTrial
 from harness.benchmarks.records import BATCHED
 from harness.checking.checks import checks_of
+from harness.checking.crashes import FaultReports, write_fault_report
 from harness.checking.profiles import use_profile
 from harness.checking.run_summary import TestOutcome, failure_lines, first_line, markdown_summary
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
@@ -165,6 +168,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--hypothesis-profile: {exc}") from None
     if not hasattr(config, "workerinput"):  # the controller of a pytest-xdist run sees every report
         config.pluginmanager.register(RunRecord(config), "psg-run-record")
+        if _xdist_workers(config):
+            config.pluginmanager.register(FaultReports(), "psg-fault-reports")
     if config.getoption("instructions"):
         from harness.benchmarks.instructions import valgrind_missing
 
@@ -193,6 +198,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _NEW_FOLDERS = pytest.StashKey[list[Path]]()
+_FAULT_REPORT = pytest.StashKey[IO[str] | None]()
 
 
 def _missing_parents(folder: Path) -> list[Path]:
@@ -206,7 +212,12 @@ def _missing_parents(folder: Path) -> list[Path]:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Remove the storage folders this run created and left empty (a run without benchmarks)."""
+    """Remove the storage folders this run created and left empty (a run without benchmarks);
+    close a worker's fault report."""
+    stream = config.stash.get(_FAULT_REPORT, None)
+    if stream is not None:
+        faulthandler.disable()
+        stream.close()
     for folder in config.stash.get(_NEW_FOLDERS, []):
         with contextlib.suppress(OSError):
             folder.rmdir()
@@ -495,7 +506,9 @@ def restored_global_state(seed: int = 0) -> Iterator[None]:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Versions, machine class and CPU model into the JUnit XML's suite properties (``python -m
-    harness report`` reads them), by the process that writes the XML (the controller under xdist)."""
+    harness report`` reads them), by the process that writes the XML (the controller under xdist).
+    A pytest-xdist worker sends its fault report where the controller reads it (harness.checking.crashes)."""
+    session.config.stash[_FAULT_REPORT] = write_fault_report(session.config)
     from importlib.metadata import version
 
     from _pytest.junitxml import xml_key

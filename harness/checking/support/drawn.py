@@ -154,9 +154,10 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     DrawnFailure(
         methods=("opacus-hooks",),
         layers=("layer_norm",),
-        when=lambda layer: not layer.kwargs["bias"],
+        when=lambda layer: not layer.kwargs.get("bias", True),
         error="'NoneType' object has no attribute 'requires_grad'",
         reason="Opacus' LayerNorm grad sampler reads layer.bias.requires_grad; LayerNorm(bias=False) has no bias",
+        torch=">=2.1",  # LayerNorm takes bias from torch 2.1
         opacus=">=1.5.3",
     ),
     DrawnFailure(
