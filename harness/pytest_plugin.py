@@ -42,11 +42,14 @@ MARKERS = {
     "psg": "a harness test: the harness's warning filters and fresh torch state apply to it",
     "integration": "a harness test that starts other processes (pytest in a subprocess, valgrind, a new virtual "
     "environment); left out unless -m names it",
+    "distributed": "a DP step on a torch.distributed process group (gloo, or NCCL over several GPUs); left out "
+    "unless -m names it (the default run keeps one small case)",
 }
 #: Markers whose harness items run only when the ``-m`` expression names them (``benchmark`` is
 #: pytest-benchmark's own marker: the timing suite wants a quiet machine, not the default run;
-#: ``integration``: the self-tests that start other processes, which .ci/run runs after the default run).
-OPT_IN = ("slow", "benchmark", "integration")
+#: ``integration``: the self-tests that start other processes, which .ci/run runs after the default run;
+#: ``distributed``: the process-group trials but one, and their self-tests).
+OPT_IN = ("slow", "benchmark", "integration", "distributed")
 #: Methods every ``--psg-methods`` selection keeps: the references a method's figures are read
 #: against (the loop of the seeds; the benchmarks' plain batched step).
 REFERENCES = ("loop", BATCHED)
@@ -221,6 +224,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for folder in config.stash.get(_NEW_FOLDERS, []):
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    """Before pytest-benchmark stores the run as a baseline: the compare step's rule on what may be one."""
+    from harness.benchmarks.records import hold_back_unfit_baseline
+
+    refusal = hold_back_unfit_baseline(getattr(session.config, "_benchmarksession", None), os.cpu_count())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if refusal and reporter is not None:
+        reporter.write_line(refusal)
+    yield
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -457,8 +472,8 @@ def _selected_methods(config: pytest.Config) -> set[str] | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give harness items their warning filters; leave out ``slow``, ``benchmark`` and
-    ``integration`` harness items unless the ``-m`` expression names them, and under ``--psg-methods`` every harness item but
+    """Give harness items their warning filters; leave out ``slow``, ``benchmark``, ``integration``
+    and ``distributed`` harness items unless the ``-m`` expression names them, and under ``--psg-methods`` every harness item but
     those of the named methods and the references (the batching-rule trials are vmap's; the
     seeds' claims, about built-in methods, are left out)."""
     expression = config.getoption("markexpr") or ""
@@ -519,8 +534,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if xml is None:
         return
     xml.add_global_property("torch", torch.__version__)
-    for package in ("torchvision", "opacus"):
-        xml.add_global_property(package, version(package))
+    xml.add_global_property("torchvision", version("torchvision"))
+    for library in ("opacus", "backpack"):
+        xml.add_global_property(library, installed_version(library) or "not installed")
     xml.add_global_property("machine_class", machine_class())
     xml.add_global_property("cpu", cpu_model())
     xml.add_global_property("instruction_sets", instruction_sets())

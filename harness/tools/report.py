@@ -138,7 +138,7 @@ def _outcome(testcase: ET.Element) -> Outcome:
 
 
 def read_junit(path: Path) -> tuple[dict[str, str], dict[str, Outcome]]:
-    """The suite properties (torch, torchvision, opacus, machine_class) and every test's outcome."""
+    """The suite properties (torch, torchvision, opacus, backpack, machine_class) and every test's outcome."""
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
@@ -320,11 +320,11 @@ def _counts_table(runs: Sequence[ResultRun]) -> list[str]:
         p = run.properties
         machine = p.get("machine_class", "?") + (f" ({p['cpu']})" if p.get("cpu") else "")
         rows.append([
-            run.label, p.get("torchvision", "?"), p.get("opacus", "?"), machine, str(counts["passed"]),
+            run.label, p.get("torchvision", "?"), p.get("opacus", "?"), p.get("backpack", "?"), machine, str(counts["passed"]),
             str(counts["xfailed"]), str(counts["failed"] + counts["xpassed"]), str(counts["skipped"]),
             str(len(run.benchmarks)), f"{run.folder}/: {', '.join(run.files)}",
         ])
-    header = ["run", "torchvision", "opacus", "machine", "passed", "xfailed", "failed", "skipped", "benchmarks", "files"]
+    header = ["run", "torchvision", "opacus", "backpack", "machine", "passed", "xfailed", "failed", "skipped", "benchmarks", "files"]
     return markdown_table(header, rows)
 
 
