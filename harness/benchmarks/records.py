@@ -16,6 +16,14 @@ BATCHED = "batched"
 #: Counts a record may carry per call (``extra_info``): CPU instructions (the instruction-count
 #: tier, under callgrind) and CUDA kernel launches. Both are deterministic for the same code.
 COUNTERS = ("instructions", "kernel_launches")
+#: Memory figures a record may carry (``extra_info``, bytes), all counted rather than sampled, so
+#: deterministic for the same code: CUDA's allocator peak over the benchmark (``peak_bytes``,
+#: ``max_memory_allocated``), and, from the CPU allocator's events of one call, the most bytes it
+#: held at once (``peak_alloc_bytes``) and every byte it allocated (``allocated_bytes``).
+MEMORY_FIGURES = ("peak_bytes", "peak_alloc_bytes", "allocated_bytes")
+#: Resident-memory growth over one call, which runs before the allocator's figures recorded (read,
+#: shown, never judged: it depends on what the allocator kept from earlier calls).
+LEGACY_PEAK = "peak_rss_bytes"
 
 
 class BadInput(Exception):
@@ -74,7 +82,7 @@ def _malformed(bench: object) -> str | None:
         return None
     if not isinstance(extra, dict):
         return "extra_info is not an object"
-    for name in (*COUNTERS, "peak_bytes", "peak_rss_bytes"):
+    for name in (*COUNTERS, *MEMORY_FIGURES, LEGACY_PEAK):
         value = extra.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             return f"extra_info.{name} is {value!r}, not a count"
@@ -127,6 +135,46 @@ def add_ratios(benchmarks: list[dict]) -> None:
             info["speedup"] = overheads[case, "loop"] / overheads[case, method]
         elif "loop" in medians.get(case, {}):
             info["speedup"] = medians[case]["loop"] / bench["stats"]["median"]
+
+
+def baseline_refusal(benchmarks: Sequence[dict], cpus: object) -> str | None:
+    """Why a run cannot be stored as a baseline, in one line, or None where it can: the one rule of
+    ``--benchmark-save``, ``--benchmark-autosave`` and ``compare --if-missing store``.
+
+    A run is refused where it holds no benchmark, or where a benchmark recorded a 1-minute load at
+    or above the core count (``cpus``): its times are then another process's as much as its own,
+    and every later run would be judged against them.
+    """
+    if not benchmarks:
+        return "not stored as a baseline: the run holds no benchmark"
+    loaded = [
+        "/".join(case_and_method(bench))
+        for bench in benchmarks
+        if isinstance(cpus, int) and (bench.get("extra_info") or {}).get("load", 0) >= cpus
+    ]
+    if not loaded:
+        return None
+    shown = ", ".join(loaded[:3]) + (f" and {len(loaded) - 3} more" if len(loaded) > 3 else "")
+    return (
+        f"not stored as a baseline: {len(loaded)} of {len(benchmarks)} benchmark(s) recorded at a load at or above "
+        f"the {cpus} cores ({shown}); store a run of a quiet machine"
+    )
+
+
+def hold_back_unfit_baseline(session: object, cpus: int | None) -> str | None:
+    """Before pytest-benchmark's ``session`` stores its run (``--benchmark-save``,
+    ``--benchmark-autosave``): where :func:`baseline_refusal` refuses the run, turn storing off
+    (``--benchmark-json`` is still written) and return its line; None where it stores, or does not."""
+    if not (getattr(session, "save", None) or getattr(session, "autosave", None)):
+        return None
+    benchmarks = [
+        {"extra_info": bench.extra_info, "group": bench.group, "param": bench.param, "name": bench.name}
+        for bench in session.benchmarks
+    ]
+    refusal = baseline_refusal(benchmarks, cpus)
+    if refusal:
+        session.save = session.autosave = False
+    return refusal
 
 
 def storage_name(machine_info: dict) -> str:
