@@ -6,8 +6,8 @@ keeps it for every count, because starting is the slow part: importing torch und
 25 s here with the instrumentation off, 140-170 s with it on (as ``torch.utils.benchmark``'s
 ``collect_callgrind`` runs it, once per measurement). The worker
 
-1. imports torch, the methods and the plugins with the instrumentation off, and runs every
-   built-in method once on a small case (the pre-warm: the lazy imports of vmap and Opacus,
+1. imports torch and the built-in methods with the instrumentation off (never a plugin), and runs
+   every built-in method once on a small case (the pre-warm: the lazy imports of vmap and Opacus,
    ~1650 modules);
 2. switches the instrumentation on (a client request; ``vgdb`` where the request is not
    available) and pre-warms again, so valgrind translates the shared code with the
@@ -15,12 +15,20 @@ keeps it for every count, because starting is the slow part: importing torch und
 3. forks a copy of itself for each count: every count starts from that same state, whatever was
    counted before (counted in one process, the batched step of mlp at B=8 read 1.035M or 1.047M
    instructions depending on what came before it), and a method that crashes valgrind's CPU
-   takes only its copy down. The copy builds the benchmark trial's case and its
+   takes only its copy down. A copy that counts a plugin's method, a built-in a plugin replaced, or
+   a plugin's model imports the plugins (``-p``) first, in order, until the method and the model
+   are the caller's; every other copy imports none, so a built-in method is counted from the same
+   state with or without plugins. The copy builds the benchmark trial's case and its
    :func:`~harness.benchmarks.timing.workload` (one torch thread, float32, CPU), warms it up with
-   ``warmup_calls`` calls, or as many as fit in ``warmup_s`` seconds once two are made (CPython
-   3.11 quickens a function after 8 calls: mlp's vmap counted 1.5% more without warm-up),
-   collects garbage and counts ``rounds`` rounds of ``calls_per_round`` calls, each between
-   collection toggles and ended by a dump, less what an empty round counts.
+   exactly ``warmup_calls`` calls (CPython 3.11 quickens a function after 8 calls: mlp's vmap
+   counted 1.5% more without warm-up; a number of calls, never a time, so a loaded machine warms
+   up as far as a quiet one), collects garbage and counts ``rounds`` rounds of ``calls_per_round``
+   calls, each between collection toggles and ended by a dump, less what an empty round counts.
+
+What else could make two runs' processes differ is held fixed: the worker's environment is a
+fixed list of variables (:func:`_worker_environment`: a plugin's own variables, a CI job's ids or
+a longer ``PYTHONPATH`` move the initial stack and what malloc does, and a 1M-instruction call by
+up to 1%), its ``sys.path`` is the harness's folder, and its arguments have the same length.
 
 The per-call figure is the smallest round: CPython's adaptive interpreter re-specializes some
 instructions now and then and glibc's malloc consolidates its free lists now and then, which adds
@@ -55,10 +63,6 @@ from harness.benchmarks.records import BATCHED
 
 #: Calls before counting: CPython 3.11 quickens a function after 8 calls.
 WARMUP_CALLS = 10
-#: Seconds of warm-up after which no further warm-up call is made (once two are).
-WARMUP_S = 2.0
-#: Warm-up calls made however long they take.
-_MIN_WARMUP_CALLS = 2
 #: Rounds counted per request, each ending in a dump; the smallest round is the figure.
 ROUNDS = 3
 #: Calls per round; a round's count is divided by them.
@@ -168,24 +172,41 @@ def _case_label(model: str, batch_size: int, method: str) -> str:
     return f"{method!r} on {case_id('cpu', 'float32', model, batch_size)}"
 
 
+def _qualified_name(fn: object) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
 def _timed_function(method: str, quantity: str) -> str:
     """Which function a benchmark of ``method`` times for ``quantity``, as ``module.qualname``."""
     from harness.methods import get_method, own_method
 
     if method == BATCHED:
         return BATCHED
-    fn = own_method(method, quantity) or get_method(method)
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+    return _qualified_name(own_method(method, quantity) or get_method(method))
+
+
+def _model_builder(model: str) -> str | None:
+    """What builds ``model`` here, as ``module.qualname`` (None: no such model is registered)."""
+    from harness.problems.zoo import MODELS
+
+    spec = MODELS.get(model)
+    return None if spec is None else _qualified_name(spec.build)
+
+
+def _built_in(name: str | None) -> bool:
+    """Whether a function named by :func:`_qualified_name` is the harness's own (or is no function)."""
+    return name is None or name == BATCHED or name.startswith("harness.")
 
 
 class InstructionCounter:
     """One worker process under callgrind, kept for many counts (a context manager).
 
-    ``plugins`` names the modules the worker imports after the harness (those given to pytest with
-    ``-p``), so third-party methods and replaced built-ins are counted as this process runs them; a
-    method whose function differs between here and the worker is refused, naming the module. The
-    worker imports nothing else that registers methods. ``warmup_calls``, ``warmup_s``, ``rounds``
-    and ``calls_per_round`` are per count (see the module's notes); ``timeout_s`` bounds one count and
+    ``plugins`` names the modules (those given to pytest with ``-p``) that a count's copy imports
+    where the method or the model it counts is not the harness's own here, so third-party methods,
+    replaced built-ins and a plugin's models are counted as this process runs them; a method whose
+    function differs between here and the copy is refused, naming the module. The worker itself
+    imports no plugin. ``warmup_calls``, ``rounds`` and ``calls_per_round`` are per count (see the
+    module's notes); ``timeout_s`` bounds one count and
     ``startup_timeout_s`` the worker's start. ``switch`` picks how the instrumentation is switched
     (:data:`SWITCHES`; default: :func:`default_switch`). Not for use from several threads at once.
     """
@@ -195,7 +216,6 @@ class InstructionCounter:
         plugins: Sequence[str] = (),
         *,
         warmup_calls: int = WARMUP_CALLS,
-        warmup_s: float = WARMUP_S,
         rounds: int = ROUNDS,
         calls_per_round: int = CALLS_PER_ROUND,
         timeout_s: float = COUNT_TIMEOUT_S,
@@ -204,17 +224,16 @@ class InstructionCounter:
     ) -> None:
         if isinstance(plugins, str):
             raise TypeError(f"plugins must be a sequence of module names, got the string {plugins!r}")
-        if warmup_calls < 0 or warmup_s < 0 or rounds < 1 or calls_per_round < 1:
+        if warmup_calls < 0 or rounds < 1 or calls_per_round < 1:
             raise ValueError(
-                "need warmup_calls >= 0, warmup_s >= 0, rounds >= 1 and calls_per_round >= 1, "
-                f"got {warmup_calls}, {warmup_s}, {rounds}, {calls_per_round}"
+                "need warmup_calls >= 0, rounds >= 1 and calls_per_round >= 1, "
+                f"got {warmup_calls}, {rounds}, {calls_per_round}"
             )
         self.switch = switch or default_switch()
         if self.switch not in SWITCHES:
             raise ValueError(f"switch must be one of {', '.join(SWITCHES)}, got {self.switch!r}")
         self.plugins = tuple(plugins)
         self.warmup_calls = warmup_calls
-        self.warmup_s = warmup_s
         self.rounds = rounds
         self.calls_per_round = calls_per_round
         self.timeout_s = timeout_s
@@ -225,7 +244,7 @@ class InstructionCounter:
         self._buffer = b""
         self._workdir: Path | None = None
         self._finalizer: weakref.finalize | None = None
-        #: The method -> quantity table of the worker (what its benchmarks would time).
+        #: The method -> quantity table of the worker, without plugins (what its benchmarks would time).
         self.worker_methods: dict[str, str] = {}
         #: Seconds the last worker took to start.
         self.startup_seconds: float | None = None
@@ -243,7 +262,7 @@ class InstructionCounter:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the worker and wait until it has imported torch, the methods and the plugins."""
+        """Start the worker and wait until it has imported torch and the built-in methods."""
         if self.running:
             return
         self.close()
@@ -265,11 +284,10 @@ class InstructionCounter:
             sys.executable,
             "-m",
             "harness.benchmarks.instructions",
-            f"--requests={requests_read}",
-            f"--replies={replies_write}",
+            f"--requests={requests_read:05d}",
+            f"--replies={replies_write:05d}",
             f"--workdir={self._workdir}",
-            f"--switch={self.switch}",
-            *(f"--plugin={name}" for name in self.plugins),
+            f"--switch={self.switch:>14}",
         ]
         log = open(self._workdir / "worker.log", "wb")
         try:
@@ -304,26 +322,9 @@ class InstructionCounter:
         Raises :class:`CountFailed` (one line, naming the case and the method) if the method fails
         there, the worker dies or the count takes longer than ``timeout_s``.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        from harness.methods import timed_methods
-
         label = _case_label(model, batch_size, method)
-        timed = quantity or timed_methods().get(method)
-        if method != BATCHED and timed is None:
-            raise CountFailed(f"counting {label}: no method {method!r} is registered in this process")
+        request = self.request(model, batch_size, method, quantity)
         self.start()
-        request = {
-            "model": model,
-            "batch_size": batch_size,
-            "method": method,
-            "quantity": quantity,
-            "function": None if method == BATCHED else _timed_function(method, timed),
-            "warmup_calls": self.warmup_calls,
-            "warmup_s": self.warmup_s,
-            "rounds": self.rounds,
-            "calls_per_round": self.calls_per_round,
-        }
         self._send(request, label)
         reply = self._receive(self.timeout_s, f"counting {label}")
         if "error" in reply:
@@ -336,6 +337,38 @@ class InstructionCounter:
             reply["seconds"],
             reply["phases"],
         )
+
+    def request(self, model: str, batch_size: int, method: str, quantity: str | None = None) -> dict:
+        """What the worker is sent to count ``method`` on ``model`` at ``batch_size``: the function and
+        the model builder as this process has them, and, only where either is not the harness's own,
+        the plugins, ``sys.path`` and environment its copy needs to have them too."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        from harness.methods import timed_methods
+
+        timed = quantity or timed_methods().get(method)
+        if method != BATCHED and timed is None:
+            raise CountFailed(f"counting {_case_label(model, batch_size, method)}: no method {method!r} is registered in this process")
+        function = None if method == BATCHED else _timed_function(method, timed)
+        builder = _model_builder(model)
+        request = {
+            "model": model,
+            "batch_size": batch_size,
+            "method": method,
+            "quantity": quantity,
+            "function": function,
+            "builder": builder,
+            "warmup_calls": self.warmup_calls,
+            "rounds": self.rounds,
+            "calls_per_round": self.calls_per_round,
+        }
+        if self.plugins and not (_built_in(function) and _built_in(builder)):
+            request["plugins"] = {
+                "modules": list(self.plugins),
+                "path": [os.path.abspath(p or os.curdir) for p in sys.path],
+                "environment": _caller_environment(),
+            }
+        return request
 
     def count(self, model: str, batch_size: int, method: str, quantity: str | None = None) -> int:
         """Instructions of one call of ``method`` on the float32 CPU case (see :meth:`measure`)."""
@@ -382,18 +415,42 @@ class InstructionCounter:
         return f"the callgrind worker died ({how})" + (f": {last}" if last else "")
 
 
+#: The variables of this process's environment the worker gets (names, and name prefixes ending
+#: in ``_``): what finds programs and libraries, the locale, and what tells torch, its kernels and
+#: its compiler what to do. No other: a variable set for one run only (a plugin's, a CI job's)
+#: would start the worker from another state.
+WORKER_VARIABLES = (
+    "PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CC", "CXX",
+    "XDG_CACHE_HOME", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "ATEN_", "ONEDNN_", "DNNL_", "MKL_", "OMP_", "KMP_",
+    "TRITON_", "VALGRIND_LIB",
+)
+
+
+def _caller_environment() -> dict[str, str]:
+    """This process's environment without pytest's variables (which name the running test): what a
+    copy that counts a plugin's method sets before importing the plugins."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
+
+
 def _worker_environment() -> dict[str, str]:
-    """This process's environment, with its ``sys.path`` (the same harness and plugins import),
-    one thread everywhere, fixed string hashing (the same dict layouts in every worker) and no GPU;
-    without pytest's variables, which name the running test: a longer environment moves what malloc
-    does, and the count of a 1M-instruction call by up to 1%."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
-    paths = [os.path.abspath(p or os.curdir) for p in sys.path]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if os.path.exists(p)))
+    """The worker's environment: the :data:`WORKER_VARIABLES` of this one, the folder the harness
+    is imported from as its ``PYTHONPATH``, one thread everywhere, fixed string hashing (the same
+    dict layouts in every worker) and no GPU."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in WORKER_VARIABLES or name.startswith(tuple(v for v in WORKER_VARIABLES if v.endswith("_")))
+    }
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     if _x86_64():
         # valgrind runs AVX2 but not AVX-512: compiled kernels (torch.compile) must not ask for more
         env.setdefault("TORCHINDUCTOR_CPP_MARCH", "x86-64-v3")
     env.update(
+        # glibc raises its mmap and trim thresholds as blocks are freed: the same allocation then
+        # takes another path in a later call (a call's rounds read 5,612k, 5,592k and 5,612k); fixed
+        # thresholds (glibc's initial ones) keep every call on one path
+        MALLOC_MMAP_THRESHOLD_="131072",
+        MALLOC_TRIM_THRESHOLD_="131072",
         PYTHONHASHSEED="0",
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
@@ -512,6 +569,32 @@ def _counted(call: Callable[[], object], calls: int, workdir: Path) -> int:
     return int(totals[-1].split()[1])
 
 
+def _import_plugins(request: dict) -> None:
+    """In a copy counting a plugin's method or model: the caller's ``sys.path`` and environment,
+    then its plugins, in order, until the method and the model are the caller's."""
+    import importlib
+
+    plugins = request.get("plugins")
+    if not plugins:
+        return
+    sys.path[:0] = [p for p in plugins["path"] if p not in sys.path]
+    os.environ.update(plugins["environment"])
+    for name in plugins["modules"]:
+        if _current(request) == (request["function"], request["builder"]):
+            return
+        importlib.import_module(name)
+
+
+def _current(request: dict) -> tuple[str | None, str | None]:
+    """The function and the model builder a request's method and model have in this process."""
+    from harness.methods import timed_methods
+
+    method = request["method"]
+    quantity = timed_methods().get(method)
+    function = None if method == BATCHED or quantity is None else _timed_function(method, quantity)
+    return function, _model_builder(request["model"])
+
+
 def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     """Build the request's case and workload, warm it up, and count its calls (in a forked
     copy of the worker, which exits afterwards).
@@ -528,6 +611,7 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     from harness.checking.trials import HEAVY_METHODS
     from harness.methods import timed_methods
 
+    _import_plugins(request)
     method = request["method"]
     if method != BATCHED:
         if method not in timed_methods():
@@ -550,12 +634,8 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     case = BenchmarkTrial(request["model"], request["batch_size"], "float32", "cpu", method).build()
     call = workload(method, case)
     set_up = time.monotonic()
-    warmed = 0
-    while warmed < request["warmup_calls"]:
-        if warmed >= _MIN_WARMUP_CALLS and time.monotonic() - set_up > request["warmup_s"]:
-            break
+    for _ in range(request["warmup_calls"]):
         call()
-        warmed += 1
     if heavy:
         instrumentation.turn(on=True)
         call()  # uncounted: valgrind translates the call's code anew, with the instrumentation
@@ -576,7 +656,7 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     return {
         "rounds": [round(n) for n in rounds],
         "overhead": overhead,
-        "warmup_calls": warmed,
+        "warmup_calls": request["warmup_calls"],
         "seconds": done - started,
         "phases": phases,
     }
@@ -586,8 +666,8 @@ def _prewarm() -> None:
     """Run the built-in methods (but the heavy ones) once on a small case: run before the
     instrumentation is on, it imports what they import lazily (vmap and Opacus' hooks: about 900
     and 750 modules) at the uninstrumented speed; run after, it has valgrind translate the code
-    they share with the instrumentation, once for every count. Plugins' methods are left out: one
-    that crashes must not take the worker down, and adding one must not move the others' counts."""
+    they share with the instrumentation, once for every count. The worker has imported no plugin:
+    one that crashes must not take the worker down, and loading one must not move the others' counts."""
     from harness.benchmarks.cases import BenchmarkTrial
     from harness.benchmarks.timing import THREADS, workload
     from harness.checking.trials import HEAVY_METHODS
@@ -595,10 +675,8 @@ def _prewarm() -> None:
 
     torch = sys.modules["torch"]
     torch.set_num_threads(THREADS)
-    for method, quantity in {BATCHED: "grads", **timed_methods()}.items():
-        if method in HEAVY_METHODS or not (
-            method == BATCHED or _timed_function(method, quantity).startswith("harness.")
-        ):
+    for method in (BATCHED, *timed_methods()):
+        if method in HEAVY_METHODS:
             continue
         with contextlib.suppress(Exception):
             workload(method, BenchmarkTrial(*_PREWARM_CASE, "float32", "cpu", method).build())()
@@ -636,10 +714,9 @@ def _count_in_a_child(request: dict, instrumentation: _Instrumentation, reply: C
         reply({"error": f"its process died ({_ended(os.waitstatus_to_exitcode(status))})" + (f": {complaint}" if complaint else "")})
 
 
-def _serve(requests: int, replies: int, workdir: Path, switch: str, plugins: Sequence[str]) -> None:
+def _serve(requests: int, replies: int, workdir: Path, switch: str) -> None:
     """The worker's loop: import, pre-warm, switch the instrumentation on, pre-warm again, say
     ready, then count each request in a forked copy of itself until the request pipe closes."""
-    import importlib
 
     def reply(message: dict) -> None:
         os.write(replies, (json.dumps(message) + "\n").encode())
@@ -652,8 +729,6 @@ def _serve(requests: int, replies: int, workdir: Path, switch: str, plugins: Seq
 
         if not torch._C._valgrind_supported_platform():
             raise RuntimeError("this torch build has no callgrind client requests")
-        for name in plugins:
-            importlib.import_module(name)
         _prewarm()
         instrumentation.turn(on=True)
         _prewarm()
@@ -680,10 +755,9 @@ def _main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, required=True)
     parser.add_argument("--replies", type=int, required=True)
     parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--switch", choices=SWITCHES, required=True)
-    parser.add_argument("--plugin", action="append", default=[])
+    parser.add_argument("--switch", type=str.strip, choices=SWITCHES, required=True)
     args = parser.parse_args(argv)
-    _serve(args.requests, args.replies, args.workdir, args.switch, args.plugin)
+    _serve(args.requests, args.replies, args.workdir, args.switch)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,23 @@ def test_bad_input_is_refused_before_a_worker_starts():
     assert not idle.running
 
 
+def test_only_a_count_of_a_plugins_method_carries_the_plugins_and_the_callers_setting(plugin, tmp_path, monkeypatch):
+    """A built-in is counted from the same request, worker environment and state with or without
+    plugins; a copy counting the plugin's method gets the plugin, sys.path and environment."""
+    from harness.benchmarks.instructions import _worker_environment
+
+    without = InstructionCounter().request("mlp", 8, "vmap")
+    monkeypatch.setenv("PSG_SELFTEST_SETTING", "only-this-run")
+    with_plugin = InstructionCounter([plugin])
+    assert with_plugin.request("mlp", 8, "vmap") == without
+    assert "plugins" not in with_plugin.request("smooth_cnn", 16, "batched")
+    carried = with_plugin.request("mlp", 8, "selftest-vmap-copy")["plugins"]
+    assert carried["modules"] == [plugin]
+    assert carried["environment"]["PSG_SELFTEST_SETTING"] == "only-this-run" and str(tmp_path) in carried["path"]
+    environment = _worker_environment()
+    assert "PSG_SELFTEST_SETTING" not in environment and str(tmp_path) not in environment["PYTHONPATH"]
+
+
 @pytest.mark.integration  # a callgrind worker: about 45 s, left out of the default run (.ci/run runs it)
 @pytest.mark.skipif(MISSING is not None, reason=f"cannot count instructions: {MISSING}")
 def test_counts_under_callgrind(plugin, method):
