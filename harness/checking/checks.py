@@ -75,6 +75,26 @@ def check_against_oracle(trial: Trial) -> Comparison:
         return assert_close(quantity.per_sample(result), quantity.per_sample(reference), _tolerance(trial), where)
 
 
+#: The clipping bound of an empty batch's clipped step: any bound, there is no sample to clip.
+EMPTY_BATCH_BOUND = 1.0
+
+
+def check_empty_batch(trial: Trial) -> None:
+    """On an empty batch (B=0) the method returns the quantity's well-formed empty result (checked
+    by :func:`run`: per-sample gradients of shape ``(0, *param.shape)``, norms of shape ``(0,)``),
+    and a clipped step of zeros, the sum over no samples; or raises :class:`MethodUnavailable`
+    saying it cannot. An error from inside the library, or NaN, fails."""
+    __tracebackhide__ = True
+    quantity = get_quantity(trial.check)
+    with as_expected(trial.expected):
+        case = trial.build()
+        case.max_grad_norm = EMPTY_BATCH_BOUND
+        result = quantity.per_sample(run(trial.method, quantity.name, case))
+        reference = quantity.per_sample(quantity.reference(oracle(case.model_name, 0, case.seed), case))
+        if all(len(t) for t in reference.values()):  # a batch quantity (the clipped step) has a value to compare
+            assert_close(result, reference, _tolerance(trial), describe(trial.method, case) + quantity.describe(case))
+
+
 def check_drawn(problem: Problem, method: str, precision: str, device: str = "cpu") -> ExpectedFailure | None:
     """A drawn problem, checked like a zoo case against the float64 oracle.
 
@@ -202,6 +222,7 @@ CHECK_OF_GRID: dict[str, Callable[[Trial | PropertyTrial], object]] = {
     "batching-rule": check_batching_rules,
     "norms": check_against_oracle,
     "clipped": check_against_oracle,
+    "empty-batch": check_empty_batch,
     "property": check_property_trial,
 }
 

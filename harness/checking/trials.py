@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from harness.checking.support import ExpectedFailure, expected_failure
-from harness.core.case import Case, case_id
+from harness.core.case import LOSS_REDUCTIONS, Case, case_id
 from harness.core.precision import PRECISIONS
-from harness.methods import METHODS, gives_itself, methods_for
+from harness.methods import METHODS, gives_itself, methods_for, own_methods
 from harness.problems.build import build_case
 from harness.problems.zoo import MODELS, ModelSpec
 from harness.quantities import QUANTITIES
@@ -68,8 +68,10 @@ class Trial:
 
     @property
     def expected(self) -> ExpectedFailure | None:
-        """The support-matrix row for this trial, if it is expected to fail."""
-        return expected_failure(self.method or "vmap", self.model, self.precision, self.device, self.check)
+        """The support-matrix row for this trial, if it is expected to fail (on an empty batch, a
+        row for ``empty-<quantity>``)."""
+        check = f"empty-{self.check}" if self.batch_size == 0 else self.check
+        return expected_failure(self.method or "vmap", self.model, self.precision, self.device, check)
 
     def build(self) -> Case:
         """Build the trial's case."""
@@ -192,6 +194,20 @@ def quantity_trials(quantity: str) -> Iterator[Trial]:
                             yield _light_or_slow(trial)
 
 
+def empty_batch_trials() -> Iterator[Trial]:
+    """Every method on every model's empty batch (B=0, which Poisson sampling draws now and then),
+    in float64 with both loss reductions: its per-sample gradients, and the norms and clipped step
+    of the methods that return them themselves (derived ones add nothing on no samples). On a
+    heavy model (resnet18) these trials are slow."""
+    for model, spec in MODELS.items():
+        for reduction in LOSS_REDUCTIONS:
+            for quantity in QUANTITIES:
+                for method in METHODS if quantity == "grads" else own_methods(quantity):
+                    if not _is_the_oracle(method, "float64", "cpu"):
+                        trial = Trial(model, 0, "float64", "cpu", method, reduction, quantity, spec.heavy)
+                        yield _light_or_slow(trial)
+
+
 def batching_rule_trials() -> Iterator[Trial]:
     """One vmap run per model and device, with the slow per-sample fallback turned into an error."""
     for model, spec in MODELS.items():
@@ -224,5 +240,6 @@ GRIDS = {
     "batching-rule": batching_rule_trials,
     "norms": lambda: quantity_trials("norms"),
     "clipped": lambda: quantity_trials("clipped"),
+    "empty-batch": empty_batch_trials,
     "property": property_trials,
 }

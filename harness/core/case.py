@@ -38,10 +38,20 @@ class Case:
             raise ValueError(f"case {self.id} has no max_grad_norm (the clipping bound C)")
         return self.max_grad_norm
 
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters a method returns results for: those that require gradients, by name."""
+        return trainable_parameters(self.model)
+
     @property
     def id(self) -> str:
         """The case part of a test id, e.g. ``cpu-float64-simple_cnn-B7`` (``-sum`` if summed)."""
         return case_id(self.device.type, self.precision.name, self.model_name, self.batch_size, self.loss_reduction)
+
+
+def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``model``'s parameters that require gradients, by name: a frozen one (``requires_grad=False``)
+    gets no per-sample gradient, no norm contribution and no step (DESIGN.md's contract)."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
 def case_id(device: str, precision: str, model: str, batch_size: int, loss_reduction: str = "mean") -> str:

@@ -16,7 +16,7 @@ import torch
 
 def per_sample_norms(grads: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """``||g_i||`` over all parameters, shape ``(B,)``, computed in float64."""
-    squares = [g.detach().to(torch.float64).reshape(g.shape[0], -1).pow(2).sum(dim=1) for g in grads.values()]
+    squares = [g.detach().to(torch.float64).flatten(1).pow(2).sum(dim=1) for g in grads.values()]
     return torch.stack(squares).sum(dim=0).sqrt()
 
 

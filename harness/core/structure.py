@@ -3,6 +3,7 @@ values), and what it must leave unchanged on the model."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from harness.core.case import trainable_parameters
 from harness.core.errors import MethodLeftState, MethodOutputError
 
 
@@ -27,10 +29,16 @@ def check_structure(
         raise MethodOutputError(
             f"{where} returned a {type(result).__name__}, expected a dict of parameter name -> tensor"
         )
-    params = dict(model.named_parameters())
+    params = trainable_parameters(model)
     missing = [n for n in params if n not in result]
     if missing:
         raise MethodOutputError(f"{where} returned no gradient for {', '.join(missing)}")
+    frozen = [n for n, p in model.named_parameters() if n in result and not p.requires_grad]
+    if frozen:
+        raise MethodOutputError(
+            f"{where} returned gradients for frozen parameters (requires_grad=False): {', '.join(frozen)}; "
+            "return the trainable ones only"
+        )
     extra = [str(n) for n in result if n not in params]
     if extra:
         raise MethodOutputError(
@@ -82,7 +90,7 @@ def _check_finite(t: torch.Tensor, name: str, leading: tuple[int, ...], where: s
         if not finite.all():
             raise MethodOutputError(f"{where} returned non-finite values for {name}")
         return
-    bad = ~finite.reshape(leading[0], -1).all(dim=1)
+    bad = ~finite.reshape(leading[0], math.prod(finite.shape[1:])).all(dim=1)  # (0, -1) is ambiguous on an empty batch
     if bad.any():
         samples = bad.nonzero().flatten().tolist()
         raise MethodOutputError(f"{where} returned non-finite values for {name} at samples {samples[:10]}")
@@ -93,11 +101,13 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
 
 @dataclass(frozen=True)
 class ModelState:
-    """What a method must leave unchanged: parameter values, mode, hook counts, grads, attributes."""
+    """What a method must leave unchanged: parameter values, which ones require gradients, mode,
+    hook counts, grads, attributes."""
 
     values: dict[str, torch.Tensor]
     training: tuple[bool, ...]
     hooks: tuple[int, ...]
+    requires_grad: dict[str, bool]
 
     @classmethod
     def of(cls, model: nn.Module) -> ModelState:
@@ -106,6 +116,7 @@ class ModelState:
             values={n: t.detach().clone() for n, t in model.state_dict(keep_vars=True).items()},
             training=tuple(m.training for m in model.modules()),
             hooks=tuple(len(getattr(m, h)) for m in model.modules() for h in _HOOK_DICTS),
+            requires_grad={n: p.requires_grad for n, p in model.named_parameters()},
         )
 
     def check_unchanged(self, model: nn.Module, where: str) -> None:
@@ -120,6 +131,9 @@ class ModelState:
             problems.append(f"attributes {', '.join(attrs)} on parameters")
         if tuple(len(getattr(m, h)) for m in model.modules() for h in _HOOK_DICTS) != self.hooks:
             problems.append("hooks added or removed")
+        flipped = [n for n, p in model.named_parameters() if self.requires_grad.get(n, p.requires_grad) != p.requires_grad]
+        if flipped:
+            problems.append(f"requires_grad changed on {', '.join(flipped)}")
         if tuple(m.training for m in model.modules()) != self.training:
             problems.append("train/eval mode changed")
         now = model.state_dict(keep_vars=True)

@@ -21,8 +21,8 @@ def clear_grad_samples(model: torch.nn.Module) -> None:
 
 def collect(case: Case, attribute: str, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """Read ``p.<attribute>`` (times ``scale``) after a backward; a parameter without it is left out
-    (reported as missing). No copy where none is needed: the caller clears the attribute, and at
-    simple_cnn B=64 a second copy of the per-sample gradients cost 20-40% (the benchmark guard saw it)."""
+    (reported as missing), and a frozen one that has it is returned (reported as frozen). No copy
+    where none is needed: the caller clears the attribute, and at simple_cnn B=64 a second copy of the per-sample gradients cost 20-40% (the benchmark guard saw it)."""
     found = {name: getattr(p, attribute, None) for name, p in case.model.named_parameters()}
     return {name: t.detach() * scale if scale != 1 else t.detach() for name, t in found.items() if t is not None}
 

@@ -41,7 +41,7 @@ def backpack_grads(case: Case) -> dict[str, torch.Tensor]:
 def backpack_norms(case: Case) -> torch.Tensor:
     """BackPACK's ``BatchL2Grad``: per-sample squared norms per parameter, summed over parameters."""
     squares = _backpack(case, "BatchL2Grad")
-    missing = [name for name, _ in case.model.named_parameters() if name not in squares]
+    missing = [name for name in case.trainable_parameters() if name not in squares]
     if missing:
         raise RuntimeError(f"BackPACK's BatchL2Grad computed nothing for {', '.join(missing)}")
     return torch.stack(list(squares.values())).sum(dim=0).sqrt() * batch_scale(case)

@@ -17,7 +17,7 @@ from harness.core.releases import (
     Feature,
     library,
 )
-from harness.methods._common import batch_scale, clear_grad_samples, collect
+from harness.methods._common import clear_grad_samples, collect
 from harness.methods.registry import register_method
 
 
@@ -64,14 +64,24 @@ def opacus_ew_grads(case: Case) -> dict[str, torch.Tensor]:
     return _opacus_grads(case, GradSampleModuleExpandedWeights)
 
 
+def _expected_batch_size(case: Case) -> int:
+    """The batch size the DP optimizer divides the summed step by under a mean loss: the case's,
+    or 1 for an empty batch (Poisson sampling's expected batch size is never 0)."""
+    return max(case.batch_size, 1)
+
+
+def _summed_step(case: Case) -> dict[str, torch.Tensor]:
+    """The optimizer's ``p.grad`` after ``pre_step`` in the summed form (times the batch size it divided by)."""
+    return collect(case, "grad", _expected_batch_size(case) if case.loss_reduction == "mean" else 1)
+
+
 def _dp_optimizer(case: Case, optimizer_class: type, max_grad_norm: float) -> torch.optim.Optimizer:
     """An Opacus DP optimizer with no noise around plain SGD with learning rate 0."""
-    params = [p for p in case.model.parameters() if p.requires_grad]
     return optimizer_class(
-        torch.optim.SGD(params, lr=0.0),
+        torch.optim.SGD(list(case.trainable_parameters().values()), lr=0.0),
         noise_multiplier=0.0,
         max_grad_norm=max_grad_norm,
-        expected_batch_size=case.batch_size,
+        expected_batch_size=_expected_batch_size(case),
         loss_reduction=case.loss_reduction,
     )
 
@@ -92,11 +102,14 @@ def opacus_dpoptimizer_step(case: Case) -> dict[str, torch.Tensor]:
         optimizer = _dp_optimizer(case, DPOptimizer, case.clipping_bound())
         case.loss_fn(gsm(case.inputs), case.targets).backward()
         optimizer.pre_step()
-        return collect(case, "grad", batch_scale(case))
+        return _summed_step(case)
 
 
 def _per_sample_losses(case: Case, outputs: torch.Tensor) -> torch.Tensor:
-    """Each sample's loss (the loss of a batch of one), shape ``(B,)``."""
+    """Each sample's loss (the loss of a batch of one), shape ``(B,)``; for an empty batch, an empty
+    tensor on the outputs' graph (what a criterion with ``reduction="none"`` gives)."""
+    if case.batch_size == 0:
+        return outputs.flatten(1).sum(dim=1)
     return torch.stack([case.loss_fn(outputs[i : i + 1], case.targets[i : i + 1]) for i in range(case.batch_size)])
 
 
@@ -116,7 +129,7 @@ def _opacus_ghost(case: Case, max_grad_norm: float) -> tuple[torch.Tensor, dict[
         DPTensorFastGradientClipping(gsm, optimizer, losses, case.loss_reduction).backward()
         norms = gsm.per_sample_gradient_norms.detach().clone()
         optimizer.pre_step()
-        return norms, collect(case, "grad", batch_scale(case))
+        return norms, _summed_step(case)
 
 
 #: The bound ghost clipping runs with where only norms are asked for (they do not depend on it).
@@ -126,3 +139,4 @@ register_method("opacus-ghost", lambda case: _opacus_ghost(case, _NORMS_ONLY_BOU
 register_method(
     "opacus-ghost", lambda case: _opacus_ghost(case, case.clipping_bound())[1], returns="clipped", clip_eps=OPACUS_CLIP_EPS
 )
+

@@ -74,9 +74,14 @@ def clip_eps(name: str) -> float:
     return _CLIP_EPS.get(name, 0.0)
 
 
+def own_methods(quantity: str) -> list[str]:
+    """The methods that return ``quantity`` themselves, in registration order."""
+    return list(_REGISTRIES[quantity])
+
+
 def methods_for(quantity: str) -> list[str]:
     """Every method that gives ``quantity``: its own registrations, then those derived from grads."""
-    own = list(_REGISTRIES[quantity])
+    own = own_methods(quantity)
     return own + [name for name in METHODS if name not in own]
 
 

@@ -17,13 +17,14 @@ from harness.methods.registry import register_method
 
 def loop_grads(case: Case) -> dict[str, torch.Tensor]:
     """One forward and one ``torch.autograd.grad`` per sample (the tutorials' naive loop)."""
-    names, params = zip(*case.model.named_parameters(), strict=True)
-    per_sample: list[tuple[torch.Tensor, ...]] = []
+    params = case.trainable_parameters()
+    per_sample: dict[str, list[torch.Tensor]] = {name: [] for name in params}
     for i in range(case.batch_size):
         loss = case.loss_fn(case.model(case.inputs[i : i + 1]), case.targets[i : i + 1])
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        per_sample.append(tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)))
-    return {name: torch.stack(g) for name, g in zip(names, zip(*per_sample, strict=True), strict=True)}
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        for (name, p), g in zip(params.items(), grads, strict=True):
+            per_sample[name].append(torch.zeros_like(p) if g is None else g)
+    return {name: torch.stack(gs) if gs else params[name].new_zeros((0, *params[name].shape)) for name, gs in per_sample.items()}
 
 
 register_method("loop", loop_grads)
@@ -31,11 +32,12 @@ register_method("loop", loop_grads)
 
 def _vmap_grads(case: Case, chunk_size: int | None = None, compiled: bool = False) -> dict[str, torch.Tensor]:
     """``functional_call`` + ``vmap(grad(...), in_dims=(None, None, 0, 0))``, as the torch.func tutorial,
-    optionally under ``torch.compile``."""
+    optionally under ``torch.compile``. Frozen parameters go in with the buffers, not differentiated."""
     from torch.func import functional_call, grad, vmap
 
-    params = {k: v.detach() for k, v in case.model.named_parameters()}
-    buffers = {k: v.detach() for k, v in case.model.named_buffers()}
+    params = {k: v.detach() for k, v in case.trainable_parameters().items()}
+    frozen = {k: v.detach() for k, v in case.model.named_parameters() if k not in params}
+    buffers = {**frozen, **{k: v.detach() for k, v in case.model.named_buffers()}}
 
     def compute_loss(params, buffers, sample, target):
         predictions = functional_call(case.model, (params, buffers), (sample.unsqueeze(0),))
@@ -94,4 +96,5 @@ def functorch_grads(case: Case) -> dict[str, torch.Tensor]:
             return case.loss_fn(fmodel(params, buffers, sample.unsqueeze(0)), target.unsqueeze(0))
 
         grads = vmap(grad(compute_loss), in_dims=(None, None, 0, 0))(params, buffers, case.inputs, case.targets)
-    return {name: g for (name, _), g in zip(case.model.named_parameters(), grads, strict=True)}
+    trainable = case.trainable_parameters()  # the legacy API differentiates frozen parameters too
+    return {name: g for (name, _), g in zip(case.model.named_parameters(), grads, strict=True) if name in trainable}

@@ -29,8 +29,8 @@ def build_case(
     ``model`` is a registered model's name, or a spec (a drawn problem's, for instance). Raises
     :class:`~harness.core.errors.ModelBroken` for a registered model that cannot run on its inputs.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size < 0:
+        raise ValueError(f"batch_size must be at least 0 (an empty batch), got {batch_size}")
     if loss_reduction not in LOSS_REDUCTIONS:
         raise ValueError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {loss_reduction!r}")
     spec = get_model(model)

@@ -207,6 +207,111 @@ def bn_eval_cnn() -> nn.Module:
     return model
 
 
+#: The target a loss ignores: PyTorch's default ``ignore_index``, the label of a padding position
+#: or of a sample left out of a classification loss.
+IGNORED = -100
+#: The padding token of :class:`TinyLM`'s inputs.
+PAD = 0
+
+
+def _reduce_over_samples(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Each sample's loss reduced over the batch: ``mean`` over samples (a sample whose targets are
+    all ignored counts, with loss 0, as Opacus' ``loss_reduction="mean"`` assumes), ``sum`` or ``none``."""
+    if reduction == "none":
+        return per_sample
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+def cross_entropy_ignoring(outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy where samples labelled :data:`IGNORED` contribute nothing, reduced over samples.
+
+    ``F.cross_entropy(..., ignore_index=...)`` with its own mean divides by the number of samples
+    not ignored, which is not a mean of per-sample losses: a batch of one ignored sample is 0/0.
+    """
+    per_sample = F.cross_entropy(outputs, targets, ignore_index=IGNORED, reduction="none")
+    return _reduce_over_samples(per_sample, reduction)
+
+
+def sequence_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """A language model's loss over logits ``[B, T, V]`` and targets ``[B, T]``: each sequence's
+    mean over its positions not ignored (padding), then reduced over sequences (the privacy unit
+    is the sequence; Opacus' ghost-clipping loss for ``[B, T, V]`` logits computes the same)."""
+    per_token = F.cross_entropy(outputs.transpose(1, 2), targets, ignore_index=IGNORED, reduction="none")
+    counted = (targets != IGNORED).sum(dim=1).clamp(min=1)
+    return _reduce_over_samples(per_token.sum(dim=1) / counted, reduction)
+
+
+def padded_sequences(vocab: int, length: int, shifted_view: bool = False) -> Callable[[int, torch.Generator], Batch]:
+    """A batch maker for next-token prediction: sequences of random lengths (1 to ``length``),
+    padded with :data:`PAD` after their end, whose targets there are :data:`IGNORED`. The inputs
+    are ``text[:, :-1]``: contiguous, as a data loader collates them, or with ``shifted_view``
+    the view a training loop takes of the batch (not contiguous)."""
+
+    def make(batch_size: int, gen: torch.Generator) -> Batch:
+        text = torch.randint(1, vocab, (batch_size, length + 1), generator=gen)
+        ends = torch.randint(1, length + 1, (batch_size, 1), generator=gen)
+        padding = torch.arange(length + 1) > ends
+        text = text.masked_fill(padding, PAD)
+        targets = text[:, 1:].masked_fill(padding[:, 1:], IGNORED)
+        inputs = text[:, :-1]
+        return (inputs if shifted_view else inputs.contiguous()), targets
+
+    return make
+
+
+def some_targets_ignored(*shape: int, classes: int, every: int = 3) -> Callable[[int, torch.Generator], Batch]:
+    """Like :func:`vectors`, with the targets of samples 1, 1 + every, ... set to :data:`IGNORED`."""
+    draw = vectors(*shape, classes=classes)
+
+    def make(batch_size: int, gen: torch.Generator) -> Batch:
+        x, y = draw(batch_size, gen)
+        return x, y.masked_fill(torch.arange(batch_size) % every == 1, IGNORED)
+
+    return make
+
+
+class TinyLM(nn.Module):
+    """A next-token model over ``[B, T]`` tokens giving logits ``[B, T, V]``: embedding, a tanh
+    layer, and an output projection that is the embedding's own weight where ``tied`` (one
+    parameter used by two modules, as GPT-2's input and output embeddings)."""
+
+    def __init__(self, vocab: int = 16, embed: int = 8, tied: bool = False) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.hidden = nn.Linear(embed, embed)
+        self.head = nn.Linear(embed, vocab, bias=False)
+        if tied:
+            self.head.weight = self.embedding.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.hidden(self.embedding(x))))
+
+
+class ScaledBlock(nn.Module):
+    """A child layer whose output is multiplied by a parameter of the block's own (ConvNeXt's and
+    CaiT's layer scale, kept next to the child modules rather than in one of its own)."""
+
+    def __init__(self, features: int = 10, width: int = 16) -> None:
+        super().__init__()
+        self.fc = nn.Linear(features, width)
+        self.gain = nn.Parameter(torch.rand(width) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.gain
+
+
+def frozen_mlp() -> nn.Module:
+    """A tanh MLP fine-tuned on top of a frozen first layer, with the last layer's bias frozen too."""
+    model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 10))
+    model[0].requires_grad_(False)
+    model[4].bias.requires_grad_(False)
+    return model
+
+
+#: The batch sizes of the models of model features: B=7 by default, B=1 under ``slow`` (every other
+#: model runs B=1 by default; these add 2 to 3 seconds each per batch size on 2 cores).
+_FEATURE_SIZES: dict[str, tuple[int, ...]] = {"batch_sizes": (7,), "slow_batch_sizes": (1,)}
+
 for _spec in (
     # the seeds' SimpleCNN (1x28x28, ReLU, max-pool), nll_loss on raw logits
     ModelSpec(
@@ -256,6 +361,29 @@ for _spec in (
     # Conv2d + BatchNorm2d in eval mode (running statistics) + Linear
     ModelSpec(
         "bn_eval", bn_eval_cnn, images(3, 8), train_mode=False,
+    ),
+    # next-token prediction over padded sequences: logits [B, T, V], padding targets ignored
+    ModelSpec(
+        "lm_padded", TinyLM, padded_sequences(vocab=16, length=6), loss=sequence_cross_entropy, numerics="smooth", **_FEATURE_SIZES,
+    ),
+    # lm_padded with the output projection tied to the input embedding (one parameter, two modules), fed a view
+    ModelSpec(
+        "tied_lm", lambda: TinyLM(tied=True), padded_sequences(vocab=16, length=6, shifted_view=True),
+        loss=sequence_cross_entropy, numerics="smooth", **_FEATURE_SIZES,
+    ),
+    # a tanh MLP with its first layer and last bias frozen (requires_grad=False)
+    ModelSpec(
+        "frozen_mlp", frozen_mlp, vectors(20), numerics="smooth", **_FEATURE_SIZES,
+    ),
+    # a block using its own nn.Parameter next to its child layer, in a Sequential
+    ModelSpec(
+        "own_param", lambda: nn.Sequential(ScaledBlock(), nn.Tanh(), nn.Linear(16, 4)),
+        vectors(10, classes=4), numerics="smooth", **_FEATURE_SIZES,
+    ),
+    # a tanh classifier whose samples 1, 4, ... have their targets ignored (they contribute nothing)
+    ModelSpec(
+        "ignored_targets", lambda: nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5)),
+        some_targets_ignored(12, classes=5), loss=cross_entropy_ignoring, numerics="smooth", **_FEATURE_SIZES,
     ),
 ):
     register_model(_spec)

@@ -41,6 +41,6 @@ def _oracle(spec: ModelSpec, generation: int, batch_size: int, seed: int) -> dic
 def batch_gradient(model: str | ModelSpec, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """The ordinary gradient of the sum-reduced batch loss, in float64 on the CPU."""
     case = build_case(model, batch_size, precision="float64", device="cpu", loss_reduction="sum", seed=seed)
-    names, params = zip(*case.model.named_parameters(), strict=True)
+    params = case.trainable_parameters()
     loss = case.loss_fn(case.model(case.inputs), case.targets)
-    return dict(zip(names, torch.autograd.grad(loss, params), strict=True))
+    return dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))

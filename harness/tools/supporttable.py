@@ -38,7 +38,7 @@ def _gives(method: str) -> str:
     return ", ".join(parts)
 
 
-def _entry(method: str, model: str, notes: dict[ExpectedFailure, int], versions: Versions) -> str:
+def _entry(method: str, model: str, notes: dict[str, int], versions: Versions) -> str:
     """``✓``, or ``✗`` with what fails (when not everything) and the notes saying why."""
     quantities = [q for q in QUANTITIES if method in methods_for(q)]
     failing: dict[tuple[str, str], ExpectedFailure] = {}
@@ -49,7 +49,8 @@ def _entry(method: str, model: str, notes: dict[ExpectedFailure, int], versions:
                 failing[(quantity, precision)] = row
     if not failing:
         return "✓"
-    refs = ",".join(str(notes.setdefault(row, len(notes) + 1)) for row in dict.fromkeys(failing.values()))
+    reasons = dict.fromkeys(row.describe() for row in failing.values())  # rows of one family share a note
+    refs = ",".join(str(notes.setdefault(reason, len(notes) + 1)) for reason in reasons)
     if len(failing) == len(quantities) * len(TABLE_PRECISIONS):
         return f"✗ [{refs}]"
     everywhere = [q for q in quantities if all((q, p) in failing for p in TABLE_PRECISIONS)]
@@ -91,7 +92,7 @@ def support_table(methods: Sequence[str] = BUILT_IN, versions: Versions = DEFAUL
     (the project's default ones by default, whatever is installed), then the numbered reasons,
     then what depends on the machine (:data:`harness.core.hardware.LIMITS`)."""
     models = list(MODELS)
-    notes: dict[ExpectedFailure, int] = {}
+    notes: dict[str, int] = {}
     marks, hardware = _hardware_notes(models)
     lines = [
         f"On torch {versions.torch}, Opacus {versions.opacus}, BackPACK {versions.backpack} (other releases: docs/releases.md).",
@@ -103,7 +104,7 @@ def support_table(methods: Sequence[str] = BUILT_IN, versions: Versions = DEFAUL
         entries = [_entry(method, model, notes, versions) for model in models]
         lines.append(f"| `{method}` | {_gives(method)} | " + " | ".join(entries) + " |")
     lines.append("")
-    lines.extend(f"{n}. {row.describe()}" for row, n in notes.items())
+    lines.extend(f"{n}. {reason}" for reason, n in notes.items())
     lines.extend(["", *hardware])
     return "\n".join(lines)
 

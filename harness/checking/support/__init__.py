@@ -14,7 +14,7 @@ built-in row for that cell.
 from __future__ import annotations
 
 from harness.checking.support.drawn import DRAWN_MATRIX
-from harness.checking.support.rows import CHECKS, DrawnFailure, ExpectedFailure, ZooFailure
+from harness.checking.support.rows import CHECKS, EMPTY_BATCH, DrawnFailure, ExpectedFailure, ZooFailure
 from harness.checking.support.zoo import ZOO_MATRIX
 from harness.core.releases import Versions
 from harness.problems.drawn import Problem
@@ -85,6 +85,7 @@ def expected_failure_drawn(
 __all__ = [
     "CHECKS",
     "DRAWN_MATRIX",
+    "EMPTY_BATCH",
     "SUPPORT_MATRIX",
     "ZOO_MATRIX",
     "DrawnFailure",

@@ -12,6 +12,10 @@ VMAP_FAMILY = ("vmap", "vmap-chunked", "vmap-compiled", "functorch")
 #: The two release sets a range below torch 2.6 (or an Opacus / BackPACK range) was measured on.
 SEEN_ON_BOTH = "Seen on torch 2.0.1 (Opacus 1.5.3, BackPACK 1.6.0) and torch 2.14 (Opacus 1.6.0, BackPACK 1.7.1)"
 
+#: What the rows about model features (tied and own parameters, language-model losses) and empty
+#: batches were measured on: one release set, so their ranges name those releases only.
+SEEN_ON_2_14 = "Seen on torch 2.14.0 with Opacus 1.6.0 and BackPACK 1.7.1 (no other release run)"
+
 #: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
 #: but their models or layers (and a drawn row's ``when``).
 #: What vmap raises over a recurrent layer it cannot batch (nn.LSTM in float64, nn.RNN and nn.GRU always).

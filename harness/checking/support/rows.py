@@ -20,11 +20,17 @@ from harness.core.releases import Versions
 from harness.problems.drawn import LAYER_KINDS, Layer
 from harness.quantities import QUANTITIES
 
-#: What a zoo row can cover: a quantity compared with the oracle's, or vmap's batching rules (the
-#: slow-fallback warning turned into an error). A row covers every quantity by default: a method
-#: that fails to compute per-sample gradients fails their norms and clipped step too. No row may
-#: rest on float32 rounding (which branch a kink takes depends on the CPU's kernels).
-CHECKS = (*QUANTITIES, "batching-rule")
+#: The checks of a quantity on an empty batch (B=0, the ``empty-batch`` grid): ``empty-grads``,
+#: ``empty-norms``, ``empty-clipped``. Only rows that name them cover an empty batch, whose
+#: failures are its own (a method may fail there and nowhere else, or pass there where it fails
+#: on every sample).
+EMPTY_BATCH = tuple(f"empty-{quantity}" for quantity in QUANTITIES)
+#: What a zoo row can cover: a quantity compared with the oracle's, vmap's batching rules (the
+#: slow-fallback warning turned into an error), or a quantity on an empty batch. A row covers
+#: every quantity by default: a method that fails to compute per-sample gradients fails their norms
+#: and clipped step too. No row may rest on float32 rounding (which branch a kink takes depends
+#: on the CPU's kernels).
+CHECKS = (*QUANTITIES, "batching-rule", *EMPTY_BATCH)
 
 
 def _hit(value: str, patterns: tuple[str, ...]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.checking.support.families import (
     BACKPACK_EMBEDDING_FLOAT64,
     BACKPACK_NO_EXTENSION,
@@ -9,11 +11,36 @@ from harness.checking.support.families import (
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
     MHA_OPACUS_FALLBACK,
+    SEEN_ON_2_14,
     SEEN_ON_BOTH,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
-from harness.checking.support.rows import ZooFailure
+from harness.checking.support.rows import EMPTY_BATCH, ZooFailure
+
+#: BackPACK on a parameter a module uses in its own forward, next to its child modules.
+_BACKPACK_OWN_PARAMETER: dict[str, Any] = {
+    "methods": ("backpack",),
+    "error": r"returned no gradient for 0\.gain|BatchL2Grad computed nothing for 0\.gain",
+    "reason": (
+        "BackPACK computes per-sample quantities in extensions of the modules it knows: a parameter a module "
+        "uses directly in its forward (a layer scale next to a child Linear) gets no grad_batch / batch_l2, "
+        "with only a warning. " + SEEN_ON_2_14
+    ),
+    "backpack": "==1.7.1",
+}
+
+#: Opacus' ghost clipping on a parameter shared by two modules.
+_GHOST_TIED: dict[str, Any] = {
+    "methods": ("opacus-ghost",),
+    "error": "Parameter tying is not supported with Ghost Clipping",
+    "reason": (
+        "Opacus' ghost clipping refuses a parameter shared by two modules (a clear NotImplementedError): "
+        "it adds up per-layer norms, which a per-sample gradient summed over two layers breaks. Opacus' hooks "
+        "and its DPOptimizer sum the two layers' per-sample gradients and pass. " + SEEN_ON_2_14
+    ),
+    "opacus": "==1.6.0",
+}
 
 #: What torch raises where a hooked module's output is modified in place.
 _IN_PLACE_ON_HOOKED_OUTPUT = "Output 0 of BackwardHookFunction(Backward)? is a view and is being modified inplace"
@@ -136,5 +163,148 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         reason="vmap has no batching rule for the CPU flash-attention kernel behind scaled_dot_product_attention",
         devices=("cpu",),
         torch=">=2.6",
+    ),
+    # Model features: tied, frozen and own parameters, language-model losses with ignored targets.
+    ZooFailure(models=("lm_padded", "tied_lm"), **BACKPACK_EMBEDDING_FLOAT64),
+    ZooFailure(
+        methods=("backpack",),
+        models=("tied_lm",),
+        precisions=("float32", "bf16"),
+        error=r"differs from the reference(: worst at| along it: at) (embedding\.weight|\|\|g\|\|)",
+        reason=(
+            "wrong result, not an error: BackPACK assumes each parameter belongs to one module use; with the output "
+            "projection tied to the input embedding, grad_batch keeps one module's part of each per-sample gradient, "
+            "not the sum of both (82% off on embedding.weight in float32; in float64 the Embedding row above fails "
+            "first). " + SEEN_ON_2_14
+        ),
+        link="https://github.com/f-dangel/backpack/issues/248",
+        backpack="==1.7.1",
+    ),
+    ZooFailure(models=("tied_lm",), **_GHOST_TIED),
+    ZooFailure(
+        methods=_EXPANDED_WEIGHTS,
+        models=("own_param",),
+        error="Expanded Weights encountered but cannot handle function mul",
+        reason=(
+            "ExpandedWeights has rules for a fixed list of functions (linear, convolutions, embedding, norms); a "
+            "module's own parameter used in a product (a layer scale) has none. " + SEEN_ON_2_14
+        ),
+        torch="==2.14.0",
+    ),
+    ZooFailure(models=("own_param",), **_BACKPACK_OWN_PARAMETER),
+    # Empty batches (B=0): only rows naming the empty-batch checks cover them; the first match decides.
+    ZooFailure(
+        methods=_EXPANDED_WEIGHTS,
+        models=("*",),
+        checks=EMPTY_BATCH,
+        error="Batch size must be positive, got 0",
+        reason=(
+            "ExpandedWeights refuses an empty batch with a clear error (call_for_per_sample_grads checks the batch "
+            "size): the caller must skip an empty Poisson batch. " + SEEN_ON_2_14
+        ),
+        torch="==2.14.0",
+    ),
+    ZooFailure(
+        methods=("vmap-chunked",),
+        models=("*",),
+        checks=EMPTY_BATCH,
+        error="arg_spec must not be None",
+        reason=(
+            "vmap with a chunk_size over a dimension of size 0 fails with an AssertionError from inside "
+            "torch.func's chunking (there is no chunk to take the output structure from); docs/findings.md. "
+            + SEEN_ON_2_14
+        ),
+        torch="==2.14.0",
+    ),
+    ZooFailure(
+        methods=("vmap", "vmap-compiled", "functorch"),
+        models=("simple_cnn", "smooth_cnn", "conv1d", "bn_eval"),
+        checks=EMPTY_BATCH,
+        error=r"Expected input batch_size \(0\) to match target batch_size \(1\)",
+        reason=(
+            "vmap over a batch of size 0 through a convolution gives each sample's output a batch of 0, not 1 "
+            "(Conv2d on x.unsqueeze(0) returns [0, 0, C, H, W] for inputs [0, 1, C, H, W]), and the loss then sees "
+            "no output for its one target; docs/findings.md. " + SEEN_ON_2_14
+        ),
+        torch="==2.14.0",
+    ),
+    ZooFailure(
+        methods=("vmap", "vmap-compiled", "functorch"),
+        models=("lm_padded", "tied_lm"),
+        checks=EMPTY_BATCH,
+        error=r"cannot reshape tensor of 0 elements into shape \[0, 1, 16, 1, -1\]",
+        reason=(
+            "vmap over a batch of size 0 of cross_entropy over [1, V, T] logits fails in an ambiguous reshape of "
+            "the empty tensor; docs/findings.md. " + SEEN_ON_2_14
+        ),
+        torch="==2.14.0",
+    ),
+    ZooFailure(
+        methods=("vmap", "vmap-compiled", "functorch"),
+        models=("transformer",),
+        checks=EMPTY_BATCH,
+        error="The fallback path does not support vmap over dims of size 0",
+        reason=(
+            "vmap has no batching rule for the CPU flash-attention kernel, and its slow per-sample fallback "
+            "refuses a dimension of size 0 (a deliberate error since pytorch#46846). " + SEEN_ON_2_14
+        ),
+        link="https://github.com/pytorch/pytorch/pull/46846",
+        devices=("cpu",),
+        torch="==2.14.0",
+    ),
+    ZooFailure(models=("lstm_text",), checks=EMPTY_BATCH, **LSTM_VMAP_FLOAT64),
+    ZooFailure(models=("transformer",), checks=EMPTY_BATCH, **MHA_OPACUS_FALLBACK),
+    ZooFailure(models=("transformer",), checks=EMPTY_BATCH, **BACKPACK_NO_EXTENSION),
+    ZooFailure(models=("own_param",), checks=EMPTY_BATCH, **_BACKPACK_OWN_PARAMETER),
+    ZooFailure(models=("tied_lm",), checks=EMPTY_BATCH, **_GHOST_TIED),
+    ZooFailure(
+        methods=_OPACUS,
+        models=("bn_eval",),
+        checks=EMPTY_BATCH,
+        error="Model contains a trainable layer with buffers",
+        reason="Opacus' validation rejects BatchNorm (a trainable layer with buffers), an empty batch too. " + SEEN_ON_2_14,
+        opacus="==1.6.0",
+    ),
+    ZooFailure(
+        methods=("opacus-functorch",),
+        models=("simple_cnn", "smooth_cnn", "conv1d", "lm_padded", "tied_lm"),
+        checks=EMPTY_BATCH,
+        error="expected groups to be greater than 0, but got groups=0|Function EmbeddingBackward0 returned an invalid gradient",
+        reason=(
+            "Opacus' functorch grad sampler fails on an empty batch in convolutions (a grouped convolution with "
+            "groups = B = 0) and embeddings (a gradient of the wrong shape), where its hooks (opacus-hooks) return "
+            "well-formed empty per-sample gradients. " + SEEN_ON_2_14
+        ),
+        opacus="==1.6.0",
+    ),
+    ZooFailure(
+        methods=("opacus-ghost",),
+        models=("lm_padded",),
+        checks=EMPTY_BATCH,
+        error=r"cannot reshape tensor of 0 elements into shape \[0, -1\]",
+        reason=(
+            "Opacus' embedding norm sampler for ghost clipping reshapes the input ids to [B, -1], ambiguous for "
+            "B = 0; the other layers' norm samplers handle an empty batch; docs/findings.md. " + SEEN_ON_2_14
+        ),
+        opacus="==1.6.0",
+    ),
+    ZooFailure(
+        methods=("backpack",),
+        models=("simple_cnn", "smooth_cnn", "conv1d", "bn_eval"),
+        checks=("empty-grads",),
+        error="non-positive groups is not supported",
+        reason=(
+            "BackPACK's BatchGrad for convolutions fails on an empty batch (a grouped convolution with groups = B = 0); "
+            "its BatchL2Grad passes there but for conv1d's grouped convolution, the row below. " + SEEN_ON_2_14
+        ),
+        backpack="==1.7.1",
+    ),
+    ZooFailure(
+        methods=("backpack",),
+        models=("conv1d",),
+        checks=("empty-norms",),
+        error=r"cannot reshape tensor of 0 elements into shape \[0, 24",
+        reason="BackPACK's BatchL2Grad for a grouped Conv1d fails on an empty batch in an ambiguous reshape. " + SEEN_ON_2_14,
+        backpack="==1.7.1",
     ),
 )
