@@ -25,10 +25,11 @@ keeps it for every count, because starting is the slow part: importing torch und
    up as far as a quiet one), collects garbage and counts ``rounds`` rounds of ``calls_per_round``
    calls, each between collection toggles and ended by a dump, less what an empty round counts.
 
-What else could make two runs' processes differ is held fixed: the worker's environment is a
-fixed list of variables (:func:`_worker_environment`: a plugin's own variables, a CI job's ids or
-a longer ``PYTHONPATH`` move the initial stack and what malloc does, and a 1M-instruction call by
-up to 1%), its ``sys.path`` is the harness's folder, and its arguments have the same length.
+What else could make two runs' processes differ is held fixed: the worker runs without
+address-space randomization (:func:`_fixed_addresses`), its environment is a fixed list of
+variables (:func:`_worker_environment`: a plugin's own variables, a CI job's ids or a longer
+``PYTHONPATH`` move the initial stack and what malloc does, and a 1M-instruction call by up to
+1%), its ``sys.path`` is the harness's folder, and its arguments have the same length.
 
 The per-call figure is the smallest round: CPython's adaptive interpreter re-specializes some
 instructions now and then and glibc's malloc consolidates its free lists now and then, which adds
@@ -300,6 +301,7 @@ class InstructionCounter:
                 stderr=subprocess.STDOUT,
                 pass_fds=(requests_read, replies_write),
                 start_new_session=True,
+                preexec_fn=_fixed_addresses,
             )
         finally:
             log.close()
@@ -458,6 +460,24 @@ def _worker_environment() -> dict[str, str]:
         TORCHINDUCTOR_COMPILE_THREADS="1",
     )
     return env
+
+
+#: Linux's personality flag that turns address-space randomization off for a process.
+_ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _fixed_addresses() -> None:
+    """In the worker's process before valgrind starts: the same addresses in every run (Linux; left
+    as it is where the kernel refuses). Objects without their own hash hash by address, so dicts and
+    sets keyed by modules and tensors (Opacus' hooks, autograd's) probe differently from one layout
+    to the next: runs of unchanged code counted Opacus' methods 0.4-0.7% apart."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = libc.personality(0xFFFFFFFF)
+        if current != -1:
+            libc.personality(current | _ADDR_NO_RANDOMIZE)
 
 
 def _valgrind_complaint(path: Path, pid: int | None = None) -> str | None:
