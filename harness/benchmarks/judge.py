@@ -40,17 +40,19 @@ Counts. Where both sides recorded them, the instructions of one call (``instruct
 under callgrind) and CUDA kernel launches per call (``kernel_launches``) are judged per call,
 against the median of the baseline runs of the same code path (the CPU vendor and SIMD
 extensions: the same kernels, whatever the CPU's speed), whatever the load. They are
-deterministic, so no test on rounds: an instruction count beyond ``--count-threshold``
-(:data:`DEFAULT_COUNT_THRESHOLD`) or twice the baseline runs' spread is ``MORE WORK``; any kernel
-launch beyond twice the baseline runs' spread is ``MORE LAUNCHES`` (the same code launches the same kernels). Counts are judged per call, not
-as a ratio to ``batched``: they do not drift with the machine, so dividing would only add the
-batched count's own noise and hide a change that hits the batched step as well.
+deterministic, so no test on rounds: an instruction count up by more than the largest of
+``--count-threshold`` (:data:`DEFAULT_COUNT_THRESHOLD`) of it, :data:`COUNT_FLOORS` (an absolute
+number per call: what is left of one process's state on another, measured) and twice the baseline
+runs' spread is ``MORE WORK``; any kernel launch beyond twice the baseline runs' spread is ``MORE
+LAUNCHES`` (the same code launches the same kernels). Counts are judged per call, not as a ratio
+to ``batched``: they do not drift with the machine, so dividing would only add the batched count's
+own noise and hide a change that hits the batched step as well.
 
-Memory: where both sides recorded peak memory, a method whose median peak grew by more than
-``--memory-threshold``, twice the range of the baseline runs' peaks and :data:`MEMORY_FLOOR` is
-``HUNGRIER`` (CPU ``peak_rss_bytes``, which counts pages); CUDA's ``peak_bytes``
-(``max_memory_allocated``) is deterministic and is held to ``--count-threshold`` and twice the
-range instead.
+Memory: each of :data:`~harness.benchmarks.records.MEMORY_FIGURES` both sides recorded (CUDA's
+allocator peak; on the CPU the peak of live bytes and the bytes allocated by one call, from the
+allocator's events), a figure up by more than the largest of ``--memory-threshold`` of it, its
+:data:`MEMORY_FLOORS` and twice the range of the baseline runs' is ``HUNGRIER``. They are counted,
+not sampled; resident-memory growth (``peak_rss_bytes``, older runs) is not judged.
 
 A guard that judged nothing does not pass: when fewer than :data:`MIN_JUDGED` of the
 benchmarks were judged (by time or by a count), the run is ``UNJUDGED`` unless
@@ -73,8 +75,10 @@ from pathlib import Path
 from harness.benchmarks.records import (
     BATCHED,
     COUNTERS,
+    MEMORY_FIGURES,
     BadInput,
     Machine,
+    baseline_refusal,
     case_and_method,
     overhead_ratios,
     read_json,
@@ -86,24 +90,23 @@ DEFAULT_THRESHOLD = 0.10
 #: How many times the spread of the baseline runs a change must exceed.
 NOISE_FACTOR = 2.0
 DEFAULT_ALPHA = 0.002
-DEFAULT_MEMORY_THRESHOLD = 0.10
+#: The memory figures are counted (the allocator's events): the same code gives the same bytes,
+#: and one extra copy of the per-sample gradients adds 6% or more to the bytes a call allocates.
+DEFAULT_MEMORY_THRESHOLD = 0.01
 #: A run whose batched step took this many times longer (or shorter) than the baseline runs'
 #: median is not judged by ratios: on this shared VM some runs ran the batched step 1.7-2.3x
 #: slower, the methods less so, and the ratios moved by 8-20% with nothing changed.
 DEFAULT_MAX_DRIFT = 1.5
-#: Growth of the peak below this is never a memory regression: the CPU figure counts pages and
-#: malloc's own bookkeeping (measured here: up to 16 MiB apart between runs of the same code).
-MEMORY_FLOOR = 8 * 1024 * 1024
-#: Measured on an AMD EPYC (docs/calibration.md), two sets of five runs of unchanged code and two
-#: with a plugin loaded: the same call counted 0.47% apart at most on a quiet machine and 0.81%
-#: with a test suite running beside it; a run with a plugin loaded differed from one without by up
-#: to 1.02% on a method the plugin did not touch (a false alarm at 1%). 1.5% is above both, and
-#: below one extra copy of vmap's output on mlp (+2.07% at least). The same copy on smooth_cnn at
-#: B=16 (+0.8% to +1.2%) is below it.
-DEFAULT_COUNT_THRESHOLD = 0.015
+#: Growth below this (bytes) is never a memory regression, per figure: what runs of the same code
+#: gave apart, measured (docs/calibration.md).
+MEMORY_FLOORS = {"peak_bytes": 0, "peak_alloc_bytes": 0, "allocated_bytes": 0}
+#: MEASURED: see docs/calibration.md.
+DEFAULT_COUNT_THRESHOLD = 0.005
 #: The relative increase each counter allows beyond twice the baseline runs' spread: kernel
 #: launches are integers that the same code repeats exactly, so one more per call counts.
 COUNT_THRESHOLDS = {"instructions": DEFAULT_COUNT_THRESHOLD, "kernel_launches": 0.0}
+#: The increase per call each counter allows whatever the call's size: MEASURED.
+COUNT_FLOORS = {"instructions": 2000, "kernel_launches": 0}
 #: What a count beyond its allowance is called (a regression), and one below it.
 MORE = {"instructions": "MORE WORK", "kernel_launches": "MORE LAUNCHES"}
 LESS = {"instructions": "less work", "kernel_launches": "fewer launches"}
@@ -133,9 +136,8 @@ class Timing:
     method: str
     rounds: tuple[float, ...]
     paired_batched: tuple[float, ...] = ()
-    peak: int | None = None
-    #: ``peak_bytes`` (CUDA, deterministic) or ``peak_rss_bytes`` (CPU pages).
-    peak_kind: str | None = None
+    #: The memory figures it recorded (:data:`~harness.benchmarks.records.MEMORY_FIGURES`), bytes.
+    memory: dict[str, int] = field(default_factory=dict, compare=False)
     load: float | None = None
     cpus: int | None = None
     counts: dict[str, int] = field(default_factory=dict, compare=False)
@@ -199,8 +201,8 @@ def store_as_baseline(runs: Sequence[Path], folder: Path) -> list[Path]:
     return stored
 
 
-def _counts(extra: dict) -> dict[str, int]:
-    return {counter: int(extra[counter]) for counter in COUNTERS if extra.get(counter) is not None}
+def _figures(extra: dict, names: Sequence[str]) -> dict[str, int]:
+    return {name: int(extra[name]) for name in names if extra.get(name) is not None}
 
 
 def load(path: str | Path) -> Run:
@@ -219,16 +221,14 @@ def load(path: str | Path) -> Run:
         paired = extra.get("batched_rounds") or ()
         if paired and len(paired) != len(rounds):
             raise BadInput(f"{path}: benchmark {key} has {len(rounds)} rounds but {len(paired)} paired batched rounds")
-        peak_kind = next((kind for kind in ("peak_bytes", "peak_rss_bytes") if extra.get(kind) is not None), None)
         timings[key] = Timing(
             *key,
             rounds=tuple(float(r) for r in rounds),
             paired_batched=tuple(float(r) for r in paired),
-            peak=None if peak_kind is None else int(extra[peak_kind]),
-            peak_kind=peak_kind,
+            memory=_figures(extra, MEMORY_FIGURES),
             load=extra.get("load"),
             cpus=data["machine_info"].get("cpus"),
-            counts=_counts(extra),
+            counts=_figures(extra, COUNTERS),
         )
     if not timings:
         raise BadInput(f"{path}: holds no benchmarks")
@@ -396,11 +396,11 @@ class CountVerdict:
         return self.current / self.baseline - 1.0
 
 
-def _exact_allowance(base: Sequence[float], threshold: float) -> tuple[float, float]:
-    """The median of deterministic baseline figures and the change allowed: the larger of
-    ``threshold`` of it and :data:`NOISE_FACTOR` times the figures' spread around it."""
+def _exact_allowance(base: Sequence[float], threshold: float, floor: float) -> tuple[float, float]:
+    """The median of deterministic baseline figures and the change allowed: the largest of
+    ``threshold`` of it, ``floor`` and :data:`NOISE_FACTOR` times the figures' spread around it."""
     b, spread = _median_and_spread(base)
-    return b, max(threshold * b, NOISE_FACTOR * spread)
+    return b, max(threshold * b, floor, NOISE_FACTOR * spread)
 
 
 def judge_counts(
@@ -408,7 +408,8 @@ def judge_counts(
 ) -> list[CountVerdict]:
     """A row per (case, method) whose ``counter`` some current run and some baseline run recorded
     (the median of those that did: ``tox -e bench`` counts in the first of its three runs only;
-    ``threshold``: :data:`COUNT_THRESHOLDS` by default); ``batched`` included."""
+    ``threshold``: :data:`COUNT_THRESHOLDS` by default, with the counter's :data:`COUNT_FLOORS`);
+    ``batched`` included."""
     threshold = COUNT_THRESHOLDS[counter] if threshold is None else threshold
     rows = []
     for key in sorted(set(currents[0]).intersection(*currents[1:])):
@@ -416,7 +417,7 @@ def judge_counts(
         base = [run[key].counts[counter] for run in baselines if key in run and counter in run[key].counts]
         if not cur or not base:
             continue
-        b, allowed = _exact_allowance(base, threshold)
+        b, allowed = _exact_allowance(base, threshold, COUNT_FLOORS[counter])
         c = statistics.median(cur)
         verdict = MORE[counter] if c - b > allowed else LESS[counter] if b - c > allowed else "ok"
         rows.append(CountVerdict(*key, counter, b, c, allowed, verdict))
@@ -425,11 +426,12 @@ def judge_counts(
 
 @dataclass(frozen=True)
 class MemoryVerdict:
-    """One line of the memory table: median peak bytes of the baseline and current runs, and
-    the growth allowed before it counts."""
+    """One line of the memory table: one figure's median bytes in the baseline and current runs,
+    and the growth allowed before it counts."""
 
     case: str
     method: str
+    figure: str
     baseline: int
     current: int
     allowed: int
@@ -437,36 +439,26 @@ class MemoryVerdict:
 
     @property
     def change(self) -> float | None:
-        """Current over baseline, minus one (None where the baseline grew by nothing: shown as ``—``)."""
+        """Current over baseline, minus one (None where the baseline is 0 bytes: shown as ``—``)."""
         return self.current / self.baseline - 1.0 if self.baseline else None
 
 
 def judge_memory(
-    baselines: Sequence[TimedRun],
-    currents: Sequence[TimedRun],
-    threshold: float = DEFAULT_MEMORY_THRESHOLD,
-    exact_threshold: float = DEFAULT_COUNT_THRESHOLD,
+    baselines: Sequence[TimedRun], currents: Sequence[TimedRun], threshold: float = DEFAULT_MEMORY_THRESHOLD
 ) -> list[MemoryVerdict]:
-    """A row per (case, method) whose peak memory every run recorded, of one kind.
-
-    CPU pages (``peak_rss_bytes``): the growth allowed is the largest of ``threshold`` of the
-    baseline, :data:`NOISE_FACTOR` times the range of the baseline runs' peaks, and
-    :data:`MEMORY_FLOOR`. CUDA's allocator peak (``peak_bytes``) is deterministic: the larger
-    of ``exact_threshold`` and :data:`NOISE_FACTOR` times the range."""
+    """A row per (case, method) and memory figure that every current run and some baseline run
+    recorded: the growth allowed is the largest of ``threshold`` of the baseline runs' median, the
+    figure's :data:`MEMORY_FLOORS` and :data:`NOISE_FACTOR` times the range of their figures."""
     rows = []
     for key in common_keys(baselines, currents):
-        timings = [run[key] for run in baselines if key in run] + [run[key] for run in currents]
-        kinds = {t.peak_kind for t in timings}
-        if len(kinds) != 1 or None in kinds:
-            continue
-        base = [run[key].peak for run in baselines if key in run]
-        b, c = int(statistics.median(base)), int(statistics.median([run[key].peak for run in currents]))
-        if kinds == {"peak_bytes"}:
-            allowed = int(max(exact_threshold * b, NOISE_FACTOR * (max(base) - min(base))))
-        else:
-            allowed = int(max(threshold * b, NOISE_FACTOR * (max(base) - min(base)), MEMORY_FLOOR))
-        verdict = "HUNGRIER" if c - b > allowed else "leaner" if b - c > allowed else "ok"
-        rows.append(MemoryVerdict(*key, b, c, allowed, verdict))
+        for figure in MEMORY_FIGURES:
+            base = [run[key].memory[figure] for run in baselines if key in run and figure in run[key].memory]
+            if not base or any(figure not in run[key].memory for run in currents):
+                continue
+            b, c = int(statistics.median(base)), int(statistics.median([run[key].memory[figure] for run in currents]))
+            allowed = int(max(threshold * b, MEMORY_FLOORS[figure], NOISE_FACTOR * (max(base) - min(base))))
+            verdict = "HUNGRIER" if c - b > allowed else "leaner" if b - c > allowed else "ok"
+            rows.append(MemoryVerdict(*key, figure, b, c, allowed, verdict))
     return rows
 
 
@@ -531,13 +523,22 @@ def format_count_table(rows: Sequence[CountVerdict]) -> str:
     )
 
 
+def _bytes(n: float) -> str:
+    """``n`` bytes in the largest binary unit that keeps it at 1 or more (``8.7 KiB``)."""
+    for unit in ("B", "KiB", "MiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def format_memory_table(rows: Sequence[MemoryVerdict]) -> str:
-    """The peak-memory comparison as a Markdown table."""
+    """The memory comparison (one row per figure) as a Markdown table."""
     return _markdown(
-        ["case", "method", "baseline peak (MiB)", "current", "change", "allowed (MiB)", "verdict"],
+        ["case", "method", "memory", "baseline", "current", "change", "allowed", "verdict"],
         [
-            [r.case, r.method, f"{r.baseline / 2**20:.1f}", f"{r.current / 2**20:.1f}", _figure(r.change, "+.1%"),
-             f"{r.allowed / 2**20:.1f}", r.verdict]
+            [r.case, r.method, r.figure.replace("_", " "), _bytes(r.baseline), _bytes(r.current), _figure(r.change, "+.1%"),
+             _bytes(r.allowed), r.verdict]
             for r in rows
         ],
     )
@@ -560,8 +561,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--count-threshold", type=float, default=DEFAULT_COUNT_THRESHOLD,
-        help=f"relative increase of an instruction count (and of CUDA's peak_bytes) that counts (default "
-        f"{DEFAULT_COUNT_THRESHOLD}; the same call counted in separate processes: within 0.81%%)",
+        help=f"relative increase of an instruction count that counts, beyond {COUNT_FLOORS['instructions']:,} "
+        f"instructions per call (default {DEFAULT_COUNT_THRESHOLD})",
     )
     parser.add_argument(
         "--alpha", type=float, default=DEFAULT_ALPHA,
@@ -569,8 +570,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--memory-threshold", type=float, default=DEFAULT_MEMORY_THRESHOLD,
-        help=f"relative growth of the CPU's peak memory that counts (default {DEFAULT_MEMORY_THRESHOLD}; "
-        f"growth below {MEMORY_FLOOR // 2**20} MiB never does)",
+        help=f"relative growth of a memory figure (the bytes one call allocates, its peak; CUDA's peak) "
+        f"that counts (default {DEFAULT_MEMORY_THRESHOLD})",
     )
     parser.add_argument(
         "--max-drift", type=float, default=DEFAULT_MAX_DRIFT,
@@ -600,10 +601,12 @@ def _one_machine(currents: Sequence[Run]) -> Machine:
 
 
 def _store(currents: Sequence[Run], folder: Path) -> list[Path]:
-    """Store the current runs as baselines, unless one was recorded under load."""
-    loaded = sorted({f"{t.case}/{t.method}" for run in currents for t in run.timings.values() if t.loaded})
-    if loaded:
-        raise BadInput(f"not storing runs recorded under load as a baseline ({', '.join(loaded)})")
+    """Store the current runs as baselines, unless :func:`~harness.benchmarks.records.baseline_refusal` refuses one."""
+    for run in currents:
+        data = read_json(run.path)
+        refusal = baseline_refusal(data["benchmarks"], data["machine_info"].get("cpus"))
+        if refusal:
+            raise BadInput(f"{run.path}: {refusal}")
     return store_as_baseline([run.path for run in currents], folder)
 
 
@@ -621,7 +624,7 @@ def compare(baselines: Sequence[Run], currents: Sequence[Run], args: argparse.Na
             keys=time_keys(everything, now, args.absolute),
         ),
         [row for counter in COUNTERS for row in judge_counts(same_code_path, now, counter, _count_threshold(counter, args))],
-        judge_memory(everything, now, args.memory_threshold, args.count_threshold),
+        judge_memory(everything, now, args.memory_threshold),
     )
 
 
@@ -653,7 +656,8 @@ def _summary(result: Comparison, baselines: int, currents: int, args: argparse.N
     for counter in COUNTERS:
         rows = [r for r in result.counts if r.counter == counter]
         if rows:
-            allowed = f"{_count_threshold(counter, args):.1%} or " if _count_threshold(counter, args) else "none beyond "
+            floor = f"{COUNT_FLOORS[counter]:,} per call or " if COUNT_FLOORS[counter] else ""
+            allowed = f"{_count_threshold(counter, args):.1%} or {floor}" if _count_threshold(counter, args) else "none beyond "
             lines.append(
                 f"{sum(r.verdict == MORE[counter] for r in rows)} {MORE[counter]} in {len(rows)} "
                 f"{counter.replace('_', ' ')} comparison(s) (allowed: {allowed}{NOISE_FACTOR:g}x the baseline runs' spread)"
@@ -661,7 +665,8 @@ def _summary(result: Comparison, baselines: int, currents: int, args: argparse.N
     if result.memory:
         hungrier = sum(r.verdict == "HUNGRIER" for r in result.memory)
         lines.append(
-            f"{hungrier} method(s) hungrier in {len(result.memory)} memory comparison(s) (threshold {args.memory_threshold:.0%})"
+            f"{hungrier} HUNGRIER in {len(result.memory)} memory comparison(s) (allowed: {args.memory_threshold:.1%} or "
+            f"{NOISE_FACTOR:g}x the baseline runs' range)"
         )
     unjudged = Counter(r.unjudged for r in result.times if r.unjudged)
     if unjudged:

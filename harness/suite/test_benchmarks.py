@@ -3,8 +3,9 @@
 Not part of the default run. Store a run with ``--benchmark-json=FILE`` (or
 ``--benchmark-autosave``, into ``baselines/<class>-torch-<version>/``) and judge it with
 ``python -m harness compare``; heavy cases also carry ``slow`` (``-m "benchmark and slow"``).
-With ``--instructions`` each counted CPU case also records the instructions of one call
-(callgrind); on CUDA every case records the kernel launches of one call.
+Every CPU case records what one call allocates (the allocator's events); with ``--instructions``
+each counted CPU case also records the instructions of one call (callgrind); on CUDA every case
+records the kernel launches of one call.
 """
 
 import os
@@ -18,8 +19,8 @@ from harness.benchmarks.timing import (
     THREADS,
     WARMUP_ROUNDS,
     PairedBatched,
+    cpu_allocations,
     kernel_launches,
-    peak_rss_bytes,
     workload,
 )
 from harness.pytest_plugin import parametrize
@@ -48,7 +49,7 @@ def test_benchmark(trial, benchmark, psg_instruction_counter):
         benchmark.extra_info["peak_bytes"] = torch.cuda.max_memory_allocated()
         benchmark.extra_info["kernel_launches"] = kernel_launches(call)
     else:
-        benchmark.extra_info["peak_rss_bytes"] = peak_rss_bytes(call)
+        benchmark.extra_info.update(cpu_allocations(call) or {})
         if psg_instruction_counter is not None and trial.counted:
             benchmark.extra_info["instructions"] = psg_instruction_counter.count(
                 trial.model, trial.batch_size, trial.method, benchmark.extra_info["quantity"]

@@ -38,11 +38,21 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from harness.benchmarks.records import BATCHED, COUNTERS, BadInput, add_ratios, case_and_method, read_json
+from harness.benchmarks.records import (
+    BATCHED,
+    COUNTERS,
+    LEGACY_PEAK,
+    MEMORY_FIGURES,
+    BadInput,
+    add_ratios,
+    case_and_method,
+    read_json,
+)
 from harness.core.markdown import markdown_table
 
-#: Peak memory figures a benchmark may carry: CUDA allocated bytes, CPU resident growth.
-PEAKS = ("peak_bytes", "peak_rss_bytes")
+#: Memory figures a benchmark may carry: CUDA's allocator peak, the CPU allocator's peak and bytes
+#: allocated per call, and older runs' resident-memory growth.
+PEAKS = (*MEMORY_FIGURES, LEGACY_PEAK)
 #: What the report reads of each benchmark: its ratios, peaks and counts per call (``extra_info``),
 #: and its median time in seconds (``stats``, as ``median``).
 FIGURES = ("speedup", "overhead", *PEAKS, *COUNTERS)
