@@ -12,6 +12,7 @@ from harness.checking.support.families import (
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
     MHA_OPACUS_FALLBACK,
+    SDPA_VMAP_NO_FALLBACK,
     VMAP_RECURRENT_ERROR,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
@@ -89,6 +90,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     ),
     DrawnFailure(layers=("mha",), **MHA_OPACUS_FALLBACK),
     DrawnFailure(layers=("mha",), **MHA_EXPANDED_WEIGHTS),
+    DrawnFailure(layers=("mha",), **SDPA_VMAP_NO_FALLBACK),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
         layers=("conv_transpose2d",),
@@ -110,9 +112,9 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         error="Expanded Weights encountered but cannot handle function (size|mkldnn_rnn_layer)",
         reason=(
             "ExpandedWeights has no rule for the float32 nn.LSTM CPU kernel (aten::mkldnn_rnn_layer) "
-            "or, by configuration, the `size` call before it"
+            "or, by configuration, the `size` call before it; torch 2.0 passes (it has no such kernel)"
         ),
-        torch=">=2.6",
+        torch=">=2.1",
     ),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,

@@ -11,12 +11,14 @@ from harness.checking.support.families import (
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
     MHA_OPACUS_FALLBACK,
+    SDPA_VMAP_NO_FALLBACK,
     SEEN_ON_2_14,
     SEEN_ON_BOTH,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
 from harness.checking.support.rows import EMPTY_BATCH, ZooFailure
+from harness.quantities import QUANTITIES
 
 #: BackPACK on a parameter a module uses in its own forward, next to its child modules.
 _BACKPACK_OWN_PARAMETER: dict[str, Any] = {
@@ -112,6 +114,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
     ),
     ZooFailure(models=("transformer",), **MHA_OPACUS_FALLBACK),
     ZooFailure(models=("transformer",), **MHA_EXPANDED_WEIGHTS),
+    ZooFailure(models=("transformer",), checks=(*QUANTITIES, "batching-rule"), **SDPA_VMAP_NO_FALLBACK),
     ZooFailure(
         methods=_OPACUS,
         models=("bn_eval",),
