@@ -234,7 +234,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
     refusal = hold_back_unfit_baseline(getattr(session.config, "_benchmarksession", None), os.cpu_count())
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if refusal and reporter is not None:
-        reporter.write_line(refusal)
+        reporter.write_line("\n" + refusal)  # after the progress line, which is not ended yet
     yield
 
 
