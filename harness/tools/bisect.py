@@ -135,6 +135,10 @@ def bisect(
     return candidates[high], changed(reference, probed[high])
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)  # one line per probe as it ends: a probe takes a while
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness bisect``: the first release whose outcome differs from a good one's."""
     parser = argparse.ArgumentParser(prog="python -m harness bisect", description=__doc__.splitlines()[0])
@@ -154,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if good >= bad:
             raise BadInput(f"--good {candidates[good].version} must be an earlier release than --bad {candidates[bad].version}")
         with tempfile.TemporaryDirectory(prefix="psg-bisect-") as workdir:
-            found = bisect(candidates, good, bad, lambda r: tox_probe(r, args.pytest_args, Path(workdir)), print)
+            found = bisect(candidates, good, bad, lambda r: tox_probe(r, args.pytest_args, Path(workdir)), _say)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
