@@ -29,6 +29,7 @@ from harness.checking.checks import checks_of
 from harness.checking.crashes import FaultReports, write_fault_report
 from harness.checking.profiles import use_profile
 from harness.checking.run_summary import TestOutcome, failure_lines, first_line, markdown_summary
+from harness.checking.support import apply_support_matrix
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
 from harness.core.errors import SELF_EXPLAINING, EveryExampleExpected, HarnessError, MethodUnavailable
 from harness.core.hardware import instruction_sets
@@ -76,6 +77,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAMES",
         help="comma-separated methods to run the harness's checks and benchmarks on (the references "
         f"{', '.join(REFERENCES)} always run); default: every registered method",
+    )
+    group.addoption(
+        "--psg-raw",
+        action="store_true",
+        help="record what each method did: no support-matrix row turns a failure into an expected one "
+        "(the release history, python -m harness bisect)",
     )
     group.addoption(
         "--instructions",
@@ -163,6 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "benchmarks time one process on a quiet machine: run -m benchmark without -n (pytest-xdist)"
         )
     _share_the_machine_with_the_other_workers()
+    apply_support_matrix(not config.getoption("psg_raw"))
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     try:  # before Hypothesis' own plugin, which ends an unknown name in an INTERNALERROR

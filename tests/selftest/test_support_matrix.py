@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -17,6 +19,7 @@ from harness.checking.support import (
     ExpectedFailure,
     ZooFailure,
     add_expected_failures,
+    apply_support_matrix,
     expected_failure,
     expected_failure_drawn,
     remove_expected_failures,
@@ -204,3 +207,33 @@ def test_a_plugins_drawn_row_overrides_the_built_in_row_for_the_same_cell(added_
     assert expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu") is mine
     assert expected_failure_drawn("expanded-weights", conv3d(1, 1), "float64", "cpu") is mine
     assert expected_failure_drawn("opacus-ew", conv3d(2, 2), "float64", "cpu") == built_in
+
+
+@pytest.fixture
+def raw() -> Iterator[None]:
+    """The support matrix not applied, as under --psg-raw, for one test."""
+    apply_support_matrix(False)
+    yield
+    apply_support_matrix(True)
+
+
+def test_raw_runs_expect_no_failure(raw):
+    assert expected_failure("vmap", "lstm_text", "float64", "cpu") is None
+    assert expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu") is None
+
+
+def test_outside_raw_runs_the_rows_apply_again():
+    apply_support_matrix(False)
+    apply_support_matrix(True)
+    assert expected_failure("vmap", "lstm_text", "float64", "cpu") is not None
+
+
+@pytest.mark.integration  # starts pytest in another process
+def test_psg_raw_records_what_the_library_did(subprocess_env):
+    """A cell the matrix expects to fail is xfailed by default and failed, with its error, under --psg-raw."""
+    selection = ["-p", "no:randomly", "-q", "harness/suite/test_oracle.py", "-k", "cpu-float64-lstm_text-B1-vmap]"]
+    default = subprocess.run([sys.executable, "-m", "pytest", *selection], capture_output=True, text=True, env=subprocess_env)
+    raw = subprocess.run([sys.executable, "-m", "pytest", "--psg-raw", *selection], capture_output=True, text=True, env=subprocess_env)
+    assert default.returncode == 0 and "1 xfailed" in default.stdout, default.stdout
+    assert raw.returncode == 1 and "1 failed" in raw.stdout, raw.stdout
+    assert "doesn't match the broadcast shape" in raw.stdout, "the failure carries the library's own error"

@@ -22,6 +22,18 @@ from harness.problems.drawn import Problem
 #: Every built-in row, the zoo's first.
 SUPPORT_MATRIX: tuple[ExpectedFailure, ...] = (*ZOO_MATRIX, *DRAWN_MATRIX)
 
+#: Whether the rows decide verdicts; off (``--psg-raw``), every test records what the library did.
+_applied = True
+
+
+def apply_support_matrix(applied: bool) -> None:
+    """Let the rows turn failures into expected ones (the default), or not: with ``False`` no trial
+    is expected to fail, so every test records what the library did (a failure with its error),
+    as the release history and ``python -m harness bisect`` want."""
+    global _applied
+    _applied = applied
+
+
 #: Rows a plugin added for its own methods (:func:`add_expected_failures`), consulted before the built-in ones.
 _ADDED_ZOO: list[ZooFailure] = []
 _ADDED_DRAWN: list[DrawnFailure] = []
@@ -66,6 +78,8 @@ def expected_failure(
     :class:`Versions`) stands for the installed ones."""
     if check not in CHECKS:
         raise ValueError(f"unknown check {check!r}; known: {', '.join(CHECKS)}")
+    if not _applied:
+        return None
     versions = Versions.of(torch_version)
     return next((row for row in (*_ADDED_ZOO, *ZOO_MATRIX) if row.applies(method, model, precision, device, check, versions)), None)
 
@@ -75,6 +89,8 @@ def expected_failure_drawn(
 ) -> DrawnFailure | None:
     """The drawn-layer row covering a drawn problem: the first that covers any of its layers, the
     rows a plugin added before the built-in ones."""
+    if not _applied:
+        return None
     versions = Versions.of(torch_version)
     for row in (*_ADDED_DRAWN, *DRAWN_MATRIX):
         if any(row.applies(method, layer, precision, device, versions) for layer in problem.layers):
@@ -92,6 +108,7 @@ __all__ = [
     "ExpectedFailure",
     "ZooFailure",
     "add_expected_failures",
+    "apply_support_matrix",
     "expected_failure",
     "expected_failure_drawn",
     "remove_expected_failures",
