@@ -100,13 +100,20 @@ DEFAULT_MAX_DRIFT = 1.5
 #: Growth below this (bytes) is never a memory regression, per figure: what runs of the same code
 #: gave apart, measured (docs/calibration.md).
 MEMORY_FLOORS = {"peak_bytes": 0, "peak_alloc_bytes": 0, "allocated_bytes": 0}
-#: MEASURED: see docs/calibration.md.
+#: Measured on an Intel Xeon (docs/calibration.md, issue 28), one run against one run, the copies
+#: that count a plugin's method alone importing it, addresses not randomized: unchanged code, with
+#: or without an unrelated plugin loaded, counted within 0.44% (vmap-compiled; every other method
+#: within 0.26%); one extra copy of vmap's output added +0.93% on smooth_cnn at B=16 and
+#: +1.4% to +2.8% elsewhere.
 DEFAULT_COUNT_THRESHOLD = 0.005
 #: The relative increase each counter allows beyond twice the baseline runs' spread: kernel
 #: launches are integers that the same code repeats exactly, so one more per call counts.
 COUNT_THRESHOLDS = {"instructions": DEFAULT_COUNT_THRESHOLD, "kernel_launches": 0.0}
-#: The increase per call each counter allows whatever the call's size: MEASURED.
-COUNT_FLOORS = {"instructions": 2000, "kernel_launches": 0}
+#: The increase per call each counter allows whatever the call's size: above the 2,907
+#: instructions the smallest counted calls (vmap-compiled on mlp, 774k-787k) moved by in runs of
+#: unchanged code, and below 1% of them (7,738), so a 1% change of any counted call is caught;
+#: a plugin's smaller call is held to what can be told apart.
+COUNT_FLOORS = {"instructions": 4000, "kernel_launches": 0}
 #: What a count beyond its allowance is called (a regression), and one below it.
 MORE = {"instructions": "MORE WORK", "kernel_launches": "MORE LAUNCHES"}
 LESS = {"instructions": "less work", "kernel_launches": "fewer launches"}
