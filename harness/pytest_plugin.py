@@ -259,7 +259,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
 
 
 def _marks(trial: Trial | PropertyTrial) -> list[pytest.MarkDecorator]:
-    """A trial's ``cuda``/``slow``/``benchmark`` markers and its support-matrix row as a strict xfail."""
+    """A trial's ``cuda``/``slow``/``benchmark`` markers and its support-matrix row as a strict xfail
+    (a skip where the row says the failure kills the process: an xfail cannot outlive it)."""
     marks = []
     if trial.device == "cuda":
         marks += [
@@ -271,7 +272,9 @@ def _marks(trial: Trial | PropertyTrial) -> list[pytest.MarkDecorator]:
     if isinstance(trial, BenchmarkTrial):
         marks.append(pytest.mark.benchmark)
     row = trial.expected
-    if row is not None:
+    if row is not None and row.crash:
+        marks.append(pytest.mark.skip(reason=f"crashes the process ({row.crash}): {row.describe()}"))
+    elif row is not None:
         marks.append(pytest.mark.xfail(strict=True, raises=HarnessError, reason=row.describe()))
     return marks
 

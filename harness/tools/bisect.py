@@ -151,12 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.tox_ini.is_file():
             raise BadInput(f"{args.tox_ini}: no such file (run from the repository, or give --tox-ini)")
-        if importlib.util.find_spec("tox") is None:
-            raise BadInput('tox is not installed here: python -m pip install "tox>=4" tox-uv')
         candidates = releases(args.library, args.tox_ini)
         good, bad = pick(candidates, args.good, "good"), pick(candidates, args.bad, "bad")
         if good >= bad:
             raise BadInput(f"--good {candidates[good].version} must be an earlier release than --bad {candidates[bad].version}")
+        if importlib.util.find_spec("tox") is None:
+            raise BadInput('tox is not installed here: python -m pip install "tox>=4" tox-uv')
         with tempfile.TemporaryDirectory(prefix="psg-bisect-") as workdir:
             found = bisect(candidates, good, bad, lambda r: tox_probe(r, args.pytest_args, Path(workdir)), _say)
     except BadInput as exc:

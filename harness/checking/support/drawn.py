@@ -12,6 +12,7 @@ from harness.checking.support.families import (
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
     MHA_OPACUS_FALLBACK,
+    OPACUS_EMBEDDING_FLOAT64,
     SDPA_VMAP_NO_FALLBACK,
     VMAP_RECURRENT_ERROR,
 )
@@ -127,18 +128,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         ),
         torch=">=2.0",
     ),
-    DrawnFailure(
-        methods=("opacus-hooks",),
-        layers=("embedding",),
-        precisions=("float64",),
-        error="scatter\\(\\): Expected self.dtype to be equal to src.dtype",
-        reason=(
-            "Opacus' embedding grad sampler scatters the float64 backprops into a float32 buffer "
-            "(torch.zeros without a dtype) and fails on every float64 model; fixed in Opacus 1.6.0"
-        ),
-        link="https://github.com/meta-pytorch/opacus/pull/764",
-        opacus="<1.6",
-    ),
+    DrawnFailure(layers=("embedding",), **OPACUS_EMBEDDING_FLOAT64),
     DrawnFailure(
         methods=("opacus-hooks",),
         layers=("embedding",),

@@ -14,7 +14,7 @@ SEEN_ON_BOTH = "Seen on torch 2.0.1 (Opacus 1.5.3, BackPACK 1.6.0) and torch 2.1
 
 #: What the rows about model features (tied and own parameters, language-model losses) and empty
 #: batches were measured on: one release set, so their ranges name those releases only.
-SEEN_ON_2_14 = "Seen on torch 2.14.0 with Opacus 1.6.0 and BackPACK 1.7.1 (no other release run)"
+SEEN_ON_2_14 = "Seen on torch 2.14.0 with Opacus 1.6.0 and BackPACK 1.7.1; the release environments (tox -m torch, -m libraries) hold the range"
 
 #: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
 #: but their models or layers (and a drawn row's ``when``).
@@ -75,6 +75,31 @@ EMBEDDING_PADDING_IGNORED: dict[str, Any] = {
         "rule ignore padding_idx, so the padding row gets a non-zero per-sample gradient where "
         "autograd (and opacus-functorch, vmap) give zero; DP-SGD then trains the padding vector. " + SEEN_ON_BOTH
     ),
+}
+
+#: Opacus before 1.5.4: GradSampleModule's clean-up deletes grad_sample from every parameter.
+OPACUS_CLOSE_DELETES_GRAD_SAMPLE: dict[str, Any] = {
+    "error": "'Parameter' object has no attribute 'grad_sample'",
+    "reason": (
+        "Opacus' clean-up (GradSampleModule._close, to_standard_module) deletes grad_sample from every "
+        "parameter and raises where one has none: a frozen parameter, or one ghost clipping computes no "
+        "per-sample gradient for. Seen on Opacus 1.5.3; fixed in 1.5.4 (it deletes only what is there)"
+    ),
+    "link": "https://github.com/meta-pytorch/opacus/pull/754",
+    "opacus": "<1.5.4",
+}
+
+#: Opacus before 1.6: its embedding grad sampler in float64.
+OPACUS_EMBEDDING_FLOAT64: dict[str, Any] = {
+    "methods": ("opacus-hooks", "opacus-dpoptimizer"),
+    "precisions": ("float64",),
+    "error": r"scatter\(\): Expected self.dtype to be equal to src.dtype",
+    "reason": (
+        "Opacus' embedding grad sampler scatters the float64 backprops into a float32 buffer "
+        "(torch.zeros without a dtype) and fails on every float64 model; fixed in Opacus 1.6.0"
+    ),
+    "link": "https://github.com/meta-pytorch/opacus/pull/764",
+    "opacus": "<1.6",
 }
 
 #: torch 2.1 to 2.4: vmap over scaled_dot_product_attention on the CPU.

@@ -50,6 +50,9 @@ class ExpectedFailure:
     torch: str = ""
     opacus: str = ""
     backpack: str = ""
+    #: The signal the failure kills the process with (``SIGFPE``), where it does: the cell is then
+    #: skipped with the reason, since no test can outlive its process (under -n a crash is reported).
+    crash: str = ""
 
     def __post_init__(self) -> None:
         for name, range_ in self.ranges().items():

@@ -11,13 +11,15 @@ from harness.checking.support.families import (
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
     MHA_OPACUS_FALLBACK,
+    OPACUS_CLOSE_DELETES_GRAD_SAMPLE,
+    OPACUS_EMBEDDING_FLOAT64,
     SDPA_VMAP_NO_FALLBACK,
     SEEN_ON_2_14,
     SEEN_ON_BOTH,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
-from harness.checking.support.rows import EMPTY_BATCH, ZooFailure
+from harness.checking.support.rows import CHECKS, EMPTY_BATCH, ZooFailure
 from harness.quantities import QUANTITIES
 
 #: BackPACK on a parameter a module uses in its own forward, next to its child modules.
@@ -29,7 +31,7 @@ _BACKPACK_OWN_PARAMETER: dict[str, Any] = {
         "uses directly in its forward (a layer scale next to a child Linear) gets no grad_batch / batch_l2, "
         "with only a warning. " + SEEN_ON_2_14
     ),
-    "backpack": "==1.7.1",
+    "backpack": ">=1.6",
 }
 
 #: Opacus' ghost clipping on a parameter shared by two modules.
@@ -41,7 +43,19 @@ _GHOST_TIED: dict[str, Any] = {
         "it adds up per-layer norms, which a per-sample gradient summed over two layers breaks. Opacus' hooks "
         "and its DPOptimizer sum the two layers' per-sample gradients and pass. " + SEEN_ON_2_14
     ),
-    "opacus": "==1.6.0",
+    "opacus": ">=1.5",
+}
+
+#: torch 2.0: vmap over an empty batch through a convolution.
+_TORCH_2_0_EMPTY_CONV_CRASH: dict[str, Any] = {
+    "error": "Floating point exception",
+    "reason": (
+        "torch 2.0's vmap over a batch of size 0 through a convolution kills the process with SIGFPE "
+        "(seen under -n, where the crash is reported: innermost frame nn.Conv's _conv_forward); torch 2.14 "
+        "raises or passes"
+    ),
+    "torch": "<2.1",
+    "crash": "SIGFPE",
 }
 
 #: What torch raises where a hooked module's output is modified in place.
@@ -103,14 +117,10 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
     ZooFailure(models=("lstm_text",), **LSTM_VMAP_FLOAT64),
     ZooFailure(models=("lstm_text",), **LSTM_OPACUS_FALLBACK),
     ZooFailure(
-        methods=("opacus-ghost",),
-        models=("transformer",),
-        error="'Parameter' object has no attribute 'grad_sample'",
-        reason=(
-            "Opacus 1.5.3's ghost clipping has no norm sampler for nn.MultiheadAttention and looks for the "
-            "grad_sample its functorch fallback never wrote (later releases fail in the fallback itself, the row below)"
-        ),
-        opacus="<1.5.4",
+        methods=("opacus-ghost",), models=("transformer",), checks=CHECKS, **OPACUS_CLOSE_DELETES_GRAD_SAMPLE
+    ),
+    ZooFailure(
+        methods=(*_OPACUS, "opacus-ew"), models=("frozen_mlp",), checks=CHECKS, **OPACUS_CLOSE_DELETES_GRAD_SAMPLE
     ),
     ZooFailure(models=("transformer",), **MHA_OPACUS_FALLBACK),
     ZooFailure(models=("transformer",), **MHA_EXPANDED_WEIGHTS),
@@ -181,7 +191,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "first). " + SEEN_ON_2_14
         ),
         link="https://github.com/f-dangel/backpack/issues/248",
-        backpack="==1.7.1",
+        backpack=">=1.6",
     ),
     ZooFailure(models=("tied_lm",), **_GHOST_TIED),
     ZooFailure(
@@ -192,7 +202,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "ExpandedWeights has rules for a fixed list of functions (linear, convolutions, embedding, norms); a "
             "module's own parameter used in a product (a layer scale) has none. " + SEEN_ON_2_14
         ),
-        torch="==2.14.0",
+        torch=">=2.0",
     ),
     ZooFailure(models=("own_param",), **_BACKPACK_OWN_PARAMETER),
     # Empty batches (B=0): only rows naming the empty-batch checks cover them; the first match decides.
@@ -205,19 +215,39 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "ExpandedWeights refuses an empty batch with a clear error (call_for_per_sample_grads checks the batch "
             "size): the caller must skip an empty Poisson batch. " + SEEN_ON_2_14
         ),
-        torch="==2.14.0",
+        torch=">=2.0",
+    ),
+    ZooFailure(
+        methods=("vmap", "functorch"),
+        models=("simple_cnn", "smooth_cnn", "conv1d", "bn_eval"),
+        checks=EMPTY_BATCH,
+        **_TORCH_2_0_EMPTY_CONV_CRASH,
+    ),
+    ZooFailure(
+        methods=("opacus-functorch",),
+        models=("simple_cnn", "smooth_cnn", "conv1d", "lm_padded", "tied_lm"),
+        checks=EMPTY_BATCH,
+        **_TORCH_2_0_EMPTY_CONV_CRASH,
+    ),
+    ZooFailure(
+        methods=("vmap", "functorch"),
+        models=("mlp", "own_param", "frozen_mlp", "transformer"),
+        checks=EMPTY_BATCH,
+        error=r"select\(\): index 0 out of range for tensor of size \[0\]",
+        reason="torch 2.0's vmap fails on a batch of size 0 (an index into the empty batch); torch 2.14 passes these",
+        torch="<2.1",
     ),
     ZooFailure(
         methods=("vmap-chunked",),
         models=("*",),
         checks=EMPTY_BATCH,
-        error="arg_spec must not be None",
+        error=r"arg_spec must not be None|raised AssertionError: ?$",  # torch 2.0's assertion has no message
         reason=(
             "vmap with a chunk_size over a dimension of size 0 fails with an AssertionError from inside "
             "torch.func's chunking (there is no chunk to take the output structure from); docs/findings.md. "
             + SEEN_ON_2_14
         ),
-        torch="==2.14.0",
+        torch=">=2.0",
     ),
     ZooFailure(
         methods=("vmap", "vmap-compiled", "functorch"),
@@ -229,7 +259,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "(Conv2d on x.unsqueeze(0) returns [0, 0, C, H, W] for inputs [0, 1, C, H, W]), and the loss then sees "
             "no output for its one target; docs/findings.md. " + SEEN_ON_2_14
         ),
-        torch="==2.14.0",
+        torch=">=2.0",
     ),
     ZooFailure(
         methods=("vmap", "vmap-compiled", "functorch"),
@@ -240,7 +270,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "vmap over a batch of size 0 of cross_entropy over [1, V, T] logits fails in an ambiguous reshape of "
             "the empty tensor; docs/findings.md. " + SEEN_ON_2_14
         ),
-        torch="==2.14.0",
+        torch=">=2.0",
     ),
     ZooFailure(
         methods=("vmap", "vmap-compiled", "functorch"),
@@ -253,7 +283,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         ),
         link="https://github.com/pytorch/pytorch/pull/46846",
         devices=("cpu",),
-        torch="==2.14.0",
+        torch=">=2.0",
     ),
     ZooFailure(models=("lstm_text",), checks=EMPTY_BATCH, **LSTM_VMAP_FLOAT64),
     ZooFailure(models=("transformer",), checks=EMPTY_BATCH, **MHA_OPACUS_FALLBACK),
@@ -266,7 +296,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         checks=EMPTY_BATCH,
         error="Model contains a trainable layer with buffers",
         reason="Opacus' validation rejects BatchNorm (a trainable layer with buffers), an empty batch too. " + SEEN_ON_2_14,
-        opacus="==1.6.0",
+        opacus=">=1.0",
     ),
     ZooFailure(
         methods=("opacus-functorch",),
@@ -278,7 +308,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "groups = B = 0) and embeddings (a gradient of the wrong shape), where its hooks (opacus-hooks) return "
             "well-formed empty per-sample gradients. " + SEEN_ON_2_14
         ),
-        opacus="==1.6.0",
+        opacus=">=1.0",
     ),
     ZooFailure(
         methods=("opacus-ghost",),
@@ -289,7 +319,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "Opacus' embedding norm sampler for ghost clipping reshapes the input ids to [B, -1], ambiguous for "
             "B = 0; the other layers' norm samplers handle an empty batch; docs/findings.md. " + SEEN_ON_2_14
         ),
-        opacus="==1.6.0",
+        opacus=">=1.0",
     ),
     ZooFailure(
         methods=("backpack",),
@@ -300,7 +330,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
             "BackPACK's BatchGrad for convolutions fails on an empty batch (a grouped convolution with groups = B = 0); "
             "its BatchL2Grad passes there but for conv1d's grouped convolution, the row below. " + SEEN_ON_2_14
         ),
-        backpack="==1.7.1",
+        backpack=">=1.6",
     ),
     ZooFailure(
         methods=("backpack",),
@@ -308,6 +338,43 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         checks=("empty-norms",),
         error=r"cannot reshape tensor of 0 elements into shape \[0, 24",
         reason="BackPACK's BatchL2Grad for a grouped Conv1d fails on an empty batch in an ambiguous reshape. " + SEEN_ON_2_14,
-        backpack="==1.7.1",
+        backpack=">=1.6",
+    ),
+    # Found by the release sweep (tox -m torch, tox -m libraries): the model features on older releases.
+
+    ZooFailure(models=("lm_padded", "tied_lm"), **OPACUS_EMBEDDING_FLOAT64),
+    ZooFailure(
+        methods=("opacus-ghost",),
+        models=("lm_padded",),
+        precisions=("float64",),
+        error=r"index_add_\(\): self \(Float\) and source \(Double\)",
+        reason=(
+            "Opacus' embedding norm sampler for ghost clipping adds float64 norms into a float32 buffer; seen on "
+            "Opacus 1.5.3, right in 1.6.0 (which made the samplers keep the model's dtype)"
+        ),
+        link="https://github.com/meta-pytorch/opacus/pull/764",
+        opacus="<1.6",
+    ),
+    ZooFailure(
+        methods=("opacus-ghost",),
+        models=("lm_padded",),
+        precisions=("float32",),
+        error=r"differs from the reference",
+        reason=(
+            "wrong result, not an error: Opacus 1.5.3's ghost clipping on a language model whose padding targets "
+            "are ignored gives wrong per-sample norms, so the wrong samples are clipped (1.6.0 is right)"
+        ),
+        opacus="<1.6",
+    ),
+    ZooFailure(
+        methods=("vmap", "vmap-chunked", "functorch"),
+        models=("lm_padded", "tied_lm", "ignored_targets"),
+        checks=(*QUANTITIES, "batching-rule"),
+        error=r"index -100 is out of bounds for dimension",
+        reason=(
+            "vmap over cross_entropy with ignored targets (ignore_index=-100) fails in torch 2.0: the batched "
+            "loss gathers at the ignored index instead of masking it; later releases are right"
+        ),
+        torch="<2.1",
     ),
 )
