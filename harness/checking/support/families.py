@@ -13,7 +13,7 @@ VMAP_FAMILY = ("vmap", "vmap-chunked", "vmap-compiled", "functorch")
 SEEN_ON_BOTH = "Seen on torch 2.0.1 (Opacus 1.5.3, BackPACK 1.6.0) and torch 2.14 (Opacus 1.6.0, BackPACK 1.7.1)"
 
 #: What the rows about model features (tied and own parameters, language-model losses) and empty
-#: batches were measured on: one release set, so their ranges name those releases only.
+#: batches were first measured on; their ranges are each library's, held by the release environments.
 SEEN_ON_2_14 = "Seen on torch 2.14.0 with Opacus 1.6.0 and BackPACK 1.7.1; the release environments (tox -m torch, -m libraries) hold the range"
 
 #: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
