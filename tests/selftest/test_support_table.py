@@ -30,10 +30,10 @@ def test_table_marks_failures_with_their_reasons():
 
 def test_write_replaces_only_the_block(tmp_path, capsys):
     target = tmp_path / "README.md"
-    target.write_text(f"# title\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    target.write_text(f"# title\n\n{BEGIN}\nSTALE-TABLE\n{END}\n\nafter\n")
     assert main(["--write", str(target)]) == 0
     text = target.read_text()
-    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert text.startswith("# title\n\n") and text.endswith("\n\nafter\n") and "STALE-TABLE" not in text
     assert readme_block(text) == f"{BEGIN}\n{support_table()}\n{END}"
     target.write_text("no markers here\n")
     assert main(["--write", str(target)]) == 2
