@@ -46,15 +46,15 @@ _GHOST_TIED: dict[str, Any] = {
     "opacus": ">=1.5",
 }
 
-#: torch 2.0: vmap over an empty batch through a convolution.
-_TORCH_2_0_EMPTY_CONV_CRASH: dict[str, Any] = {
+#: Old torch: vmap over an empty batch through a convolution.
+_EMPTY_CONV_CRASH: dict[str, Any] = {
     "error": "Floating point exception",
     "reason": (
-        "torch 2.0's vmap over a batch of size 0 through a convolution kills the process with SIGFPE "
-        "(seen under -n, where the crash is reported: innermost frame nn.Conv's _conv_forward); torch 2.14 "
-        "raises or passes"
+        "vmap over a batch of size 0 through a convolution kills the process with SIGFPE (seen under -n, "
+        "where the crash is reported: innermost frame nn.Conv's _conv_forward): torch 2.0.1 directly and "
+        "through Opacus' functorch mode, torch 2.1.2 through Opacus' functorch mode (2.2 and 2.3 not run); "
+        "torch 2.4.1 and later raise or pass"
     ),
-    "torch": "<2.1",
     "crash": "SIGFPE",
 }
 
@@ -224,13 +224,22 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         methods=("vmap", "functorch"),
         models=("simple_cnn", "smooth_cnn", "conv1d", "bn_eval"),
         checks=EMPTY_BATCH,
-        **_TORCH_2_0_EMPTY_CONV_CRASH,
+        torch="<2.1",
+        **_EMPTY_CONV_CRASH,
     ),
     ZooFailure(
         methods=("opacus-functorch",),
-        models=("simple_cnn", "smooth_cnn", "conv1d", "lm_padded", "tied_lm"),
+        models=("lm_padded", "tied_lm"),
         checks=EMPTY_BATCH,
-        **_TORCH_2_0_EMPTY_CONV_CRASH,
+        torch="<2.1",
+        **_EMPTY_CONV_CRASH,
+    ),
+    ZooFailure(
+        methods=("opacus-functorch",),
+        models=("simple_cnn", "smooth_cnn", "conv1d"),
+        checks=EMPTY_BATCH,
+        torch="<2.2",
+        **_EMPTY_CONV_CRASH,
     ),
     ZooFailure(
         methods=("vmap", "functorch"),
@@ -252,6 +261,7 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         ),
         torch=">=2.0",
     ),
+    ZooFailure(models=("transformer",), checks=EMPTY_BATCH, **SDPA_VMAP_NO_FALLBACK),
     ZooFailure(
         methods=("vmap", "vmap-compiled", "functorch"),
         models=("simple_cnn", "smooth_cnn", "conv1d", "bn_eval"),
