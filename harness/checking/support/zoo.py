@@ -51,9 +51,9 @@ _EMPTY_CONV_CRASH: dict[str, Any] = {
     "error": "Floating point exception",
     "reason": (
         "vmap over a batch of size 0 through a convolution kills the process with SIGFPE (seen under -n, "
-        "where the crash is reported: innermost frame nn.Conv's _conv_forward): torch 2.0.1 directly and "
-        "through Opacus' functorch mode, torch 2.1.2 through Opacus' functorch mode (2.2 and 2.3 not run); "
-        "torch 2.4.1 and later raise or pass"
+        "where the crash is reported: innermost frame nn.Conv's _conv_forward): torch 2.0.1 directly, and "
+        "up to 2.5.1 through Opacus' functorch mode, whose per-sample convolution has groups = B = 0; "
+        "torch 2.6 raises 'expected groups to be greater than 0'"
     ),
     "crash": "SIGFPE",
 }
@@ -238,7 +238,8 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         methods=("opacus-functorch",),
         models=("simple_cnn", "smooth_cnn", "conv1d"),
         checks=EMPTY_BATCH,
-        torch="<2.2",
+        link="https://github.com/pytorch/pytorch/issues/71080",
+        torch="<2.6",
         **_EMPTY_CONV_CRASH,
     ),
     ZooFailure(
