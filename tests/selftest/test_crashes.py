@@ -41,7 +41,7 @@ def test_a_segfaulting_method_fails_its_tests_and_the_run_goes_on(subprocess_env
     env = {**subprocess_env, "PYTHONPATH": str(PLUGINS)}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "segfaulting_method", "-n", "1",
-         "--psg-methods", "segfault", "-k", "segfault and float64 and (conv1d or mlp)", "-q",
+         "--psg-methods", "segfault", "-k", "segfault and (float64-conv1d or float64-mlp-B)", "-q",
          "harness/suite/test_oracle.py"],
         capture_output=True, text=True, env=env, timeout=600,
     )

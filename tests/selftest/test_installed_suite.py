@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -168,12 +169,12 @@ def test_a_projects_own_test_file_is_parametrized_over_the_checks(installed):
         "def test_my_method(trial, check):\n"
         "    check(trial)\n"
     )
-    proc = _run([str(python), "-m", "pytest", "-p", "no:randomly", "-q", "-rxX", "-k", "cpu-float64 and (mlp or lstm_text)",
+    proc = _run([str(python), "-m", "pytest", "-p", "no:randomly", "-q", "-rxX", "-k", "cpu-float64-mlp-B or cpu-float64-lstm_text-B",
                  str(tests)], project, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "test_mine.py::test_my_method[oracle-cpu-float64-lstm_text-B1-my-method] - my-method has no LSTM" \
         in proc.stdout, proc.stdout
-    assert "3 passed, 175 deselected, 3 xfailed" in proc.stdout, proc.stdout
+    assert re.search(r"\b3 passed, \d+ deselected, 3 xfailed", proc.stdout), proc.stdout
 
 
 def test_benchmarks_of_a_project_are_stored_where_it_says(installed):
