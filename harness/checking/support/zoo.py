@@ -357,7 +357,6 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
         backpack=">=1.6",
     ),
     # Found by the release sweep (tox -m torch, tox -m libraries): the model features on older releases.
-
     ZooFailure(models=("lm_padded", "tied_lm"), **OPACUS_EMBEDDING_FLOAT64),
     ZooFailure(
         methods=("opacus-ghost",),
