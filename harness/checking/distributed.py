@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import re
 import tempfile
 import time
 import traceback
@@ -353,6 +354,14 @@ def _wait(processes: list[Any], timeout_s: float) -> set[int]:
     return killed
 
 
+#: What a rank raises when a peer went away: a consequence, named only where no rank raised its own error.
+_PEER_GONE = re.compile(r"Connection (closed|reset) by peer|remote worker crashing")
+
+
+def _lost_a_peer(error: str) -> bool:
+    return _PEER_GONE.search(error.partition("\n")[0]) is not None
+
+
 def _culprit(trial: DistributedTrial, processes: list[Any], ranks: _Ranks, killed: set[int], timeout_s: float | None) -> RankFailed | None:
     """The error naming the rank that failed first, or None where every rank has a result. A rank
     that died (no error of its own, not killed here) comes first, then the earliest error (its peers
@@ -366,7 +375,7 @@ def _culprit(trial: DistributedTrial, processes: list[Any], ranks: _Ranks, kille
             return RankFailed(f"rank {rank} of {name} died ({how}) without a result, at stage {ranks.stage(rank)!r}")
     errors = {rank: error for rank in range(trial.world_size) if (error := ranks.error(rank)) is not None}
     if errors:
-        rank = min(errors, key=lambda r: errors[r][0])
+        rank = min(errors, key=lambda r: (_lost_a_peer(errors[r][1]), errors[r][0]))
         return RankFailed(f"rank {rank} of {name} raised {errors[rank][1]}")
     if killed:
         stages = {rank: ranks.stage(rank) for rank in range(trial.world_size)}
