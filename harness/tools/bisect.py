@@ -33,6 +33,7 @@ from packaging.version import Version
 
 from harness.benchmarks.records import BadInput
 from harness.tools.report import Outcome, read_junit
+from harness.tools.verdicts import differences
 
 #: The distribution a constraints file pins for each library.
 PINNED = {"torch": "torch", "opacus": "opacus", "backpack": "backpack-for-pytorch"}
@@ -93,17 +94,9 @@ class ProbeFailed(Exception):
     """A release's run gave no test outcomes."""
 
 
-def _status(outcomes: dict[str, Outcome], test: str) -> str:
-    return outcomes[test].status if test in outcomes else "missing"
-
-
 def changed(reference: dict[str, Outcome], outcomes: dict[str, Outcome]) -> dict[str, tuple[str, str]]:
     """The tests whose outcome differs from the reference's: test -> (before, after)."""
-    return {
-        test: (_status(reference, test), _status(outcomes, test))
-        for test in sorted(set(reference) | set(outcomes))
-        if _status(reference, test) != _status(outcomes, test)
-    }
+    return {test: (seen["before"], seen["after"]) for test, seen in differences({"before": reference, "after": outcomes}).items()}
 
 
 def bisect(
