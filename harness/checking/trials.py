@@ -64,6 +64,7 @@ class Trial:
             "model": self.model,
             "batch_size": str(self.batch_size),
             "method": self.method or "",
+            "check": self.check,
         }
 
     @property
