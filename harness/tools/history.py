@@ -3,6 +3,7 @@
     python -m harness history run [--series torch|opacus|backpack] [--only ENV...] [--force]
     python -m harness history show [--out docs]
     python -m harness history check
+    python -m harness history new
 
 ``run`` runs the default suite in each release environment of tox.ini (``torch2_N``: a torch
 minor release with the newest Opacus and BackPACK that import with it; ``opacus1_X_Y`` and
@@ -22,6 +23,10 @@ what changed) and a plot of the classes per release.
 ``check`` compares the stored history with today's support matrix, cell by cell, for the zoo
 trials: a cell that fails where no row covers it, or passes where a row says it fails, is a
 disagreement (exit 1). It is what each release's default run would say, without running it.
+
+``new`` lists the releases on the package index (``pip index versions``) newer than the newest
+environment of each library (for torch, a new minor release): the nightly job fails on one, since
+a new release is a new column that needs its constraints file and environment.
 
 Exit status: 0 done, 1 a combination's run gave no results or ``check`` found disagreements,
 2 bad input.
@@ -112,7 +117,7 @@ class Combination:
     @property
     def release(self) -> str:
         """The release of the series' library this combination stands for."""
-        return self.versions.get(self.series, "?")
+        return self.versions.get(self.series, "?").split("+")[0]
 
     def as_versions(self) -> Versions:
         return Versions(self.versions.get("torch"), self.versions.get("opacus"), self.versions.get("backpack"))
@@ -365,15 +370,13 @@ def render(combinations: list[Combination], out: Path) -> str:
         plot(columns, picture)
         lines += [f"![outcomes per {series} release](history/{picture.name})", ""]
         headers = ["check", "method", "model or layer", *(c.release for c in columns)]
-        lines += [markdown_table(headers, rows), "", f"{clean} rows pass on every release."]
+        lines += [*markdown_table(headers, rows), "", f"{clean} rows pass on every release."]
         found = transitions(columns)
         lines += ["", f"### Transitions ({len(found)})", ""]
         if found:
-            lines.append(
-                markdown_table(
-                    ["release", "check", "method", "change", "tests", "message (the failing side)"],
-                    [[f"{t.before} → {t.after}", t.function, t.method, t.change, str(len(t.tests)), t.message.replace("|", "\\|")] for t in found],
-                )
+            lines += markdown_table(
+                ["release", "check", "method", "change", "tests", "message (the failing side)"],
+                [[f"{t.before} → {t.after}", t.function, t.method, t.change, str(len(t.tests)), t.message.replace("|", "\\|")] for t in found],
             )
         else:
             lines.append("None: every stored test has the same class on every release.")
@@ -389,6 +392,55 @@ def show(args: argparse.Namespace) -> int:
     (args.out / "history.md").write_text(text)
     print(f"wrote {args.out / 'history.md'} and {args.out / 'history'}/*.png: {len(combinations)} combinations")
     return 0
+
+
+# ---- new releases --------------------------------------------------------------------------
+
+
+def available_releases(distribution: str) -> list[str]:
+    """The releases the package index has of ``distribution`` (``pip index versions``), or BadInput."""
+    found = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", distribution], capture_output=True, text=True, check=False
+    )
+    match = re.search(r"^Available versions: (.+)$", found.stdout, re.MULTILINE)
+    if match is None:
+        raise BadInput(f"pip index versions {distribution} listed no releases: {first_line(found.stderr) or found.stdout.strip()}")
+    return [v.strip() for v in match.group(1).split(",")]
+
+
+def newer_releases(series: str, known: list[Release], available: list[str]) -> list[str]:
+    """The library's releases newer than its newest environment's: for torch a new minor release
+    (patch releases of a minor that has an environment are that environment's business), for
+    Opacus and BackPACK every release. Pre-releases and local builds (``+cpu``) are left out."""
+    from packaging.version import InvalidVersion, Version
+
+    newest = max(Version(release.version) for release in known)
+    found = set()
+    for text in available:
+        try:
+            version = Version(text)
+        except InvalidVersion:
+            continue
+        if version.is_prerelease or version.local or version <= newest:
+            continue
+        if series == "torch" and version.release[:2] <= newest.release[:2]:
+            continue
+        found.add(version)
+    return [str(v) for v in sorted(found)]
+
+
+def new(args: argparse.Namespace) -> int:
+    """``history new``: the releases the index has that no environment stands for yet."""
+    missing = 0
+    for series in SERIES:
+        known = releases(series, args.tox_ini)
+        newer = newer_releases(series, known, available_releases(PINNED[series]))
+        missing += len(newer)
+        for version in newer:
+            print(f"{series} {version}: no release environment; add constraints/ and tox.ini's environment for it, then history run")
+        if not newer:
+            print(f"{series}: every release up to {known[-1].version} has an environment")
+    return 1 if missing else 0
 
 
 # ---- check ---------------------------------------------------------------------------------
@@ -454,9 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_parser.add_argument("--out", type=Path, default=Path("docs"))
     check_parser = sub.add_parser("check", help="compare the stored history with the support matrix")
     check_parser.add_argument("--max-listed", type=int, default=20)
+    new_parser = sub.add_parser("new", help="list releases on the package index that have no environment yet (exit 1 if any)")
+    new_parser.add_argument("--tox-ini", type=Path, default=Path("tox.ini"))
     args = parser.parse_args(argv)
     try:
-        return {"run": run, "show": show, "check": check}[args.command](args)
+        return {"run": run, "show": show, "check": check, "new": new}[args.command](args)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
