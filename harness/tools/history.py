@@ -70,6 +70,10 @@ SERIES_METHODS = {
 #: The pytest arguments of every history run (``-p no:randomly``: the suite's order, as stored).
 RUN_ARGS = ("-p", "no:randomly", "-q", "--psg-raw", "--max-worker-restart", "100000")
 MESSAGE_LIMIT = 400
+#: The benchmark cases whose instructions per call the torch series counts (``history run
+#: --instructions``): one batch size of each counted model, every method, since callgrind takes
+#: about a minute per case and method set on 2 cores.
+COUNTED_SELECTION = "cpu and (mlp-B8- or smooth_cnn-B8-)"
 
 
 def classify(outcome: Outcome) -> str:
@@ -160,6 +164,15 @@ def load_all(store: Path) -> list[Combination]:
     return [load(path) for path in sorted(store.glob("*.json.gz"))]
 
 
+def _counts_path(store: Path, env: str) -> Path:
+    return store / "instructions" / f"{env}.json"
+
+
+def load_counts(store: Path) -> dict[str, dict[str, dict[str, float]]]:
+    """Stored instruction counts per call: environment -> case -> method -> instructions."""
+    return {path.stem: json.loads(path.read_text())["instructions"] for path in sorted((store / "instructions").glob("*.json"))}
+
+
 def _commit() -> str:
     found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
     return found.stdout.strip() or "unknown"
@@ -172,8 +185,7 @@ def _cpu() -> str:
 
 
 def run_combination(release: Release, series: str, store: Path, workers: str, log: Path) -> Path:
-    """Run the suite in the release's tox environment and store its compact result; the
-    environment is removed afterwards (uv makes it again in seconds from its cache)."""
+    """Run the suite in the release's tox environment and store its compact result."""
     args = [*RUN_ARGS, "-n", workers]
     if series in SERIES_METHODS:
         args += ["--psg-methods", SERIES_METHODS[series]]
@@ -199,7 +211,32 @@ def run_combination(release: Release, series: str, store: Path, workers: str, lo
     store.mkdir(parents=True, exist_ok=True)
     path = store / f"{release.env}.json.gz"
     path.write_bytes(gzip.compress(json.dumps(record, sort_keys=True).encode(), mtime=0))
-    shutil.rmtree(Path(".tox") / release.env, ignore_errors=True)
+    return path
+
+
+def run_counts(release: Release, store: Path, log: Path) -> Path:
+    """Count the instructions per call of :data:`COUNTED_SELECTION` in the release's environment
+    (``-m benchmark --instructions``, valgrind's callgrind) and store them."""
+    from harness.tools.report import read_benchmarks
+
+    with tempfile.TemporaryDirectory(prefix="psg-history-") as workdir:
+        bench = Path(workdir) / "bench.json"
+        start = time.monotonic()
+        command = [sys.executable, "-m", "tox", "-e", release.env, "--", "-p", "no:randomly", "-q", "-m", "benchmark",
+                   "--instructions", "-k", COUNTED_SELECTION, f"--benchmark-json={bench}"]
+        with log.open("a") as out:
+            subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if not bench.exists():
+            raise BadInput(f"{release}: the counting run wrote no benchmark JSON (see {log})")
+        _, figures, _ = read_benchmarks(bench)
+    counts: dict[str, dict[str, float]] = defaultdict(dict)
+    for (case, method), values in sorted(figures.items()):
+        if "instructions" in values:
+            counts[case][method] = values["instructions"]
+    path = _counts_path(store, release.env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"env": release.env, "commit": _commit(), "seconds": round(time.monotonic() - start), "instructions": counts}
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -220,19 +257,26 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for series, release in todo:
         stored = args.store / f"{release.env}.json.gz"
-        if stored.exists() and not args.force:
+        counting = args.instructions and series == "torch" and not _counts_path(args.store, release.env).exists()
+        if stored.exists() and not args.force and not counting:
             print(f"{release.env}: stored ({stored}); --force runs it again", flush=True)
             continue
         log = args.logs / f"{release.env}.log"
         try:
-            path = run_combination(release, series, args.store, args.workers, log)
+            if not stored.exists() or args.force:
+                path = run_combination(release, series, args.store, args.workers, log)
+                combination = load(path)
+                classes = Counter(cell.outcome for cell in combination.cells.values())
+                print(f"{release.env}: {dict(classes)} in {combination.meta['seconds']} s -> {path}", flush=True)
+            counted = _counts_path(args.store, release.env)
+            if args.instructions and series == "torch" and (args.force or not counted.exists()):
+                run_counts(release, args.store, log)
+                print(f"{release.env}: instructions per call counted -> {counted}", flush=True)
         except BadInput as exc:
             print(f"{release.env}: {exc}", flush=True)
             failed += 1
-            continue
-        combination = load(path)
-        counts = Counter(cell.outcome for cell in combination.cells.values())
-        print(f"{release.env}: {dict(counts)} in {combination.meta['seconds']} s -> {path}", flush=True)
+        finally:
+            shutil.rmtree(Path(".tox") / release.env, ignore_errors=True)
     return 1 if failed else 0
 
 
@@ -334,12 +378,58 @@ def plot(columns: list[Combination], path: Path) -> None:
     plt.close(fig)
 
 
+def speed_transitions(columns: list[Combination], counts: dict[str, dict[str, dict[str, float]]]) -> list[list[str]]:
+    """Between consecutive torch releases with counts, each case and method whose instructions per
+    call changed beyond the compare step's count threshold (its relative threshold and absolute floor)."""
+    from harness.benchmarks.judge import COUNT_FLOORS, DEFAULT_COUNT_THRESHOLD
+
+    counted = [c for c in columns if c.env in counts]
+    rows = []
+    for old, new in zip(counted, counted[1:], strict=False):
+        for case, methods in sorted(counts[new.env].items()):
+            for method, after in sorted(methods.items()):
+                before = counts[old.env].get(case, {}).get(method)
+                if before and abs(after - before) > max(DEFAULT_COUNT_THRESHOLD * before, COUNT_FLOORS["instructions"]):
+                    rows.append([f"{old.release} → {new.release}", case, method, f"{before:,.0f}", f"{after:,.0f}", f"{after / before - 1:+.1%}"])
+    return rows
+
+
+def plot_counts(columns: list[Combination], counts: dict[str, dict[str, dict[str, float]]], out: Path) -> list[Path]:
+    """A plot per counted case: instructions per call of each method across the torch releases."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counted = [c for c in columns if c.env in counts]
+    cases = sorted({case for c in counted for case in counts[c.env]})
+    written = []
+    for case in cases:
+        fig, ax = plt.subplots(figsize=(max(6, len(counted) * 0.6), 4))
+        methods = sorted({m for c in counted for m in counts[c.env].get(case, {})})
+        for method in methods:
+            points = [(c.release, counts[c.env][case][method]) for c in counted if method in counts[c.env].get(case, {})]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+        ax.set_yscale("log")
+        ax.set_ylabel("instructions per call")
+        ax.set_xlabel("torch release")
+        ax.set_title(case)
+        ax.tick_params(axis="x", rotation=60)
+        ax.legend(fontsize=6, ncols=3)
+        fig.tight_layout()
+        path = out / f"instructions-{case}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def _versions_line(c: Combination) -> str:
     v = c.versions
     return f"| `{c.env}` | {v.get('torch')} | {v.get('opacus')} | {v.get('backpack')} | {len(c.cells)} | {c.meta.get('seconds')} | {c.meta.get('commit')} |"
 
 
-def render(combinations: list[Combination], out: Path) -> str:
+def render(combinations: list[Combination], out: Path, counts: dict[str, dict[str, dict[str, float]]] | None = None) -> str:
     """docs/history.md's text (plots written beside it, into ``out/history/``)."""
     lines = [
         "# Release history",
@@ -380,7 +470,27 @@ def render(combinations: list[Combination], out: Path) -> str:
             )
         else:
             lines.append("None: every stored test has the same class on every release.")
+        if series == "torch" and counts:
+            lines += _counts_section(columns, counts, out)
     return "\n".join(lines) + "\n"
+
+
+def _counts_section(columns: list[Combination], counts: dict[str, dict[str, dict[str, float]]], out: Path) -> list[str]:
+    from harness.benchmarks.judge import COUNT_FLOORS, DEFAULT_COUNT_THRESHOLD
+
+    lines = ["", "### Instructions per call across torch releases", ""]
+    lines += [f"Counted by `history run --instructions` (callgrind) on the benchmark cases `{COUNTED_SELECTION}`."]
+    lines += [f"![{p.stem}](history/{p.name})" for p in plot_counts(columns, counts, out / "history")]
+    rows = speed_transitions(columns, counts)
+    lines += [
+        "",
+        f"Speed transitions: a change beyond {DEFAULT_COUNT_THRESHOLD:.1%} and {COUNT_FLOORS['instructions']:,} instructions "
+        f"(the compare step's count threshold) between consecutive counted releases ({len(rows)}).",
+        "",
+    ]
+    if rows:
+        lines += markdown_table(["release", "case", "method", "before", "after", "change"], rows)
+    return lines
 
 
 def show(args: argparse.Namespace) -> int:
@@ -388,7 +498,7 @@ def show(args: argparse.Namespace) -> int:
     combinations = load_all(args.store)
     if not combinations:
         raise BadInput(f"{args.store}: no stored combination (python -m harness history run)")
-    text = render(combinations, args.out)
+    text = render(combinations, args.out, load_counts(args.store))
     (args.out / "history.md").write_text(text)
     print(f"wrote {args.out / 'history.md'} and {args.out / 'history'}/*.png: {len(combinations)} combinations")
     return 0
@@ -499,6 +609,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--series", action="append", choices=SERIES, help="only this library's releases (repeatable)")
     run_parser.add_argument("--only", nargs="+", metavar="ENV", help="only these tox environments")
     run_parser.add_argument("--force", action="store_true", help="run stored combinations again")
+    run_parser.add_argument(
+        "--instructions", action="store_true",
+        help=f"in the torch series, also count instructions per call of the benchmark cases {COUNTED_SELECTION!r} (valgrind)",
+    )
     run_parser.add_argument("--workers", default="2", help="pytest-xdist workers (-n), default 2")
     run_parser.add_argument("--tox-ini", type=Path, default=Path("tox.ini"))
     run_parser.add_argument("--logs", type=Path, default=Path("results/history"), help="each run's output (default results/history)")
