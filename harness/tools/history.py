@@ -35,6 +35,7 @@ Exit status: 0 done, 1 a combination's run gave no results or ``check`` found di
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import gzip
 import json
 import platform
@@ -50,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.benchmarks.records import BadInput
-from harness.checking.support import CHECKS, expected_failure
+from harness.checking.support import CHECKS, DRAWN_MATRIX, expected_failure
 from harness.core.markdown import markdown_table
 from harness.core.releases import Versions
 from harness.tools.bisect import PINNED, Release, releases
@@ -556,15 +557,39 @@ def new(args: argparse.Namespace) -> int:
 # ---- check ---------------------------------------------------------------------------------
 
 
+def _drawn_disagreement(cell: Cell, versions: Versions) -> str | None:
+    """A property test's cell against the drawn rows for its layer kind: a failure no row could
+    cover, or a pass where a row covers every configuration of the kind (its ``when`` is None)."""
+    method, kind = cell.field("method"), cell.field("model")
+    rows = [
+        row for row in DRAWN_MATRIX
+        if any(fnmatch.fnmatchcase(kind, pattern) for pattern in row.layers)
+        and row._covers(method, cell.field("precision"), cell.field("device"), versions)
+    ]
+    if cell.outcome in ("wrong", "error", "crash") and not rows:
+        return f"{cell.outcome} ({cell.message[:200]}), but no drawn-layer row covers {method} on {kind}"
+    if cell.outcome == "pass" and any(row.when is None for row in rows):
+        return f"passes, but a drawn-layer row covers every {kind} for {method} (/{rows[0].error}/)"
+    return None
+
+
 def disagreements(combination: Combination) -> list[str]:
-    """Where the stored cells and today's support matrix disagree, for the zoo trials (those that
-    recorded their check): a failure no row covers, a pass or crash where a row says otherwise, a
-    failure whose message the row's error does not match."""
+    """Where the stored cells and today's support matrix disagree: for the zoo trials (those that
+    recorded their check), a failure no row covers, a pass or crash where a row says otherwise, a
+    failure whose message the row's error does not match; for the property tests, a failure no
+    drawn-layer row could cover, or a pass where a row covers every configuration of the kind."""
     versions = combination.as_versions()
     found = []
     for test, cell in sorted(combination.cells.items()):
         check = cell.field("check")
-        if check not in CHECKS or cell.outcome in ("unavailable", "xfail"):
+        if cell.outcome in ("unavailable", "xfail"):
+            continue
+        if _function(test) == "test_property":
+            said = _drawn_disagreement(cell, versions)
+            if said:
+                found.append(f"{combination.env}: {test}: {said}")
+            continue
+        if check not in CHECKS:
             continue
         batch = cell.field("batch_size")
         if batch == "0" and not check.startswith("empty-"):
