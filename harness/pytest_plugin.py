@@ -29,7 +29,7 @@ from harness.checking.checks import checks_of
 from harness.checking.crashes import FaultReports, write_fault_report
 from harness.checking.profiles import use_profile
 from harness.checking.run_summary import TestOutcome, failure_lines, first_line, markdown_summary
-from harness.checking.support import apply_support_matrix
+from harness.checking.support import ExpectedFailure, apply_support_matrix
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
 from harness.core.errors import SELF_EXPLAINING, EveryExampleExpected, HarnessError, MethodUnavailable
 from harness.core.hardware import instruction_sets
@@ -66,6 +66,8 @@ WARNING_FILTERS = (
     # BackPACK warns for every module it has no extension for (containers included); a parameter it
     # left without a result is reported by the harness as "returned no gradient for ..."
     "ignore:Extension saving to .* does not have an extension for Module:UserWarning",
+    # make_private without secure_mode, as the entry-point checks call it (noise 0: no RNG to secure)
+    "ignore:Secure RNG turned off:UserWarning",
 )
 
 
@@ -267,11 +269,15 @@ def _marks(trial: Trial | PropertyTrial) -> list[pytest.MarkDecorator]:
             pytest.mark.cuda,
             pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine"),
         ]
-    if trial.slow:
-        marks.append(pytest.mark.slow)
     if isinstance(trial, BenchmarkTrial):
         marks.append(pytest.mark.benchmark)
-    row = trial.expected
+    return marks + expected_marks(trial.expected, trial.slow)
+
+
+def expected_marks(row: ExpectedFailure | None, slow: bool = False) -> list[pytest.MarkDecorator]:
+    """``slow`` where asked, and a support-matrix row as a strict xfail (a skip where the row says the
+    failure kills the process: an xfail cannot outlive it)."""
+    marks = [pytest.mark.slow] if slow else []
     if row is not None and row.crash:
         marks.append(pytest.mark.skip(reason=f"crashes the process ({row.crash}): {row.describe()}"))
     elif row is not None:

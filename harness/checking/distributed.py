@@ -42,12 +42,11 @@ from harness.core.distance import Comparison, assert_close
 from harness.core.errors import MethodFailed, MethodUnavailable, ToleranceError
 from harness.core.releases import library
 from harness.core.tolerances import Tolerance, tolerance_for
+from harness.methods.opacus import OPACUS_CLIP_EPS, LossWithReduction
 from harness.problems.build import build_case
 from harness.problems.zoo import get_model
 from harness.reference.oracle import oracle
 
-#: Opacus divides by ``||g_i|| + 1e-6`` when it clips (``DPOptimizer.clip_and_accumulate``).
-OPACUS_CLIP_EPS = 1e-6
 #: The plain SGD step the DP optimizer wraps: the step is ``(before - after) / LR``.
 LR = 0.5
 #: How long a whole process group may take, start to end, before its ranks are killed.
@@ -174,17 +173,6 @@ class RankResult:
     share_sum: dict[str, torch.Tensor]
 
 
-class _Criterion:
-    """The model's loss with a ``reduction`` attribute, as ghost clipping's loss wrapper wants it."""
-
-    def __init__(self, loss: Callable[..., torch.Tensor], reduction: str) -> None:
-        self.loss = loss
-        self.reduction = reduction
-
-    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.loss(outputs, targets, reduction=self.reduction)
-
-
 def _record_share_sums(optimizer: Any, names: Mapping[torch.Tensor, str], into: dict[str, torch.Tensor]) -> None:
     """Copy each parameter's ``summed_grad`` (the rank's clipped sum) when the noise step begins:
     later steps divide and all-reduce ``p.grad``, which on ranks other than 0 is a view of it."""
@@ -261,7 +249,7 @@ def _one_step(trial: DistributedTrial, rank: int, bounds: Bounds, tamper: Tamper
     whole_batch = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(case.inputs, case.targets), batch_size=trial.batch_size
     )
-    criterion = _Criterion(get_model(trial.model).loss, trial.loss_reduction)
+    criterion = LossWithReduction(get_model(trial.model).loss, trial.loss_reduction)
     ranks.reach(rank, "make_private")
     private = PrivacyEngine().make_private(
         module=_wrap(case.model, trial, rank),

@@ -47,6 +47,18 @@ def _call(fn: Callable[[Case], Any], case: Case, where: str) -> Any:
     return result
 
 
+def failing(where: str, call: Callable[[], Any]) -> Any:
+    """``call()``, where an error from inside a library fails as :class:`MethodFailed` naming ``where``
+    (a check's own :class:`HarnessError` and :class:`MethodUnavailable` pass through)."""
+    __tracebackhide__ = True
+    try:
+        return call()
+    except (HarnessError, MethodUnavailable):
+        raise
+    except Exception as exc:
+        raise MethodFailed(f"{where} raised {type(exc).__name__}: {exc}") from exc
+
+
 def run(method: str, quantity: str, case: Case) -> Any:
     """``method``'s ``quantity`` on ``case``, checked: its own, or derived from its gradients.
 

@@ -201,6 +201,13 @@ GHOST_CLIPPING = Feature(
     "1.5",
     lambda: _has("opacus.grad_sample", "GradSampleModuleFastGradientClipping"),
 )
+#: ``make_private`` in a mode other than hooks (functorch, ExpandedWeights, ghost clipping).
+MAKE_PRIVATE_MODES = Feature(
+    "PrivacyEngine.make_private(grad_sample_mode=...)",
+    "opacus",
+    "1.2",
+    lambda: _takes(importlib.import_module("opacus").PrivacyEngine.make_private, "grad_sample_mode"),
+)
 #: The one-call ghost-clipping backward the adapter uses; 1.5.0 to 1.5.2 took two backward passes by hand.
 GHOST_CLIPPING_TENSOR = Feature(
     "opacus.utils.fast_gradient_clipping_utils.DPTensorFastGradientClipping",

@@ -119,13 +119,10 @@ class ModelState:
             requires_grad={n: p.requires_grad for n, p in model.named_parameters()},
         )
 
-    def check_unchanged(self, model: nn.Module, where: str) -> None:
-        """Raise :class:`MethodLeftState` saying what ``model`` carries that it did not before."""
-        __tracebackhide__ = True
+    def left_behind(self, model: nn.Module) -> list[str]:
+        """What ``model`` carries that it did not before and that no training leaves: attributes on
+        parameters, hooks added or removed, ``requires_grad`` flipped (an empty list: nothing)."""
         problems = []
-        with_grad = [n for n, p in model.named_parameters() if p.grad is not None]
-        if with_grad:
-            problems.append(f".grad set on {', '.join(with_grad)}")
         attrs = sorted({a for p in model.parameters() for a in vars(p)})
         if attrs:
             problems.append(f"attributes {', '.join(attrs)} on parameters")
@@ -134,6 +131,16 @@ class ModelState:
         flipped = [n for n, p in model.named_parameters() if self.requires_grad.get(n, p.requires_grad) != p.requires_grad]
         if flipped:
             problems.append(f"requires_grad changed on {', '.join(flipped)}")
+        return problems
+
+    def check_unchanged(self, model: nn.Module, where: str) -> None:
+        """Raise :class:`MethodLeftState` saying what ``model`` carries that it did not before."""
+        __tracebackhide__ = True
+        problems = []
+        with_grad = [n for n, p in model.named_parameters() if p.grad is not None]
+        if with_grad:
+            problems.append(f".grad set on {', '.join(with_grad)}")
+        problems += self.left_behind(model)
         if tuple(m.training for m in model.modules()) != self.training:
             problems.append("train/eval mode changed")
         now = model.state_dict(keep_vars=True)

@@ -1,19 +1,26 @@
 """Built-in methods from Opacus: grad samples by hooks, by functorch and by ExpandedWeights; the
-DPOptimizer's clipped step; ghost clipping's norms and clipped step."""
+DPOptimizer's clipped step; ghost clipping's norms and clipped step. Also the entry points users
+call (``PrivacyEngine.make_private``, ``BatchMemoryManager``, ``to_standard_module``) and the layer
+conversions (``ModuleValidator.fix``, the ``opacus.layers`` DP layers), for the checks of both."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
 
 from harness.core.case import Case
 from harness.core.releases import (
     FORCE_FUNCTORCH,
     GHOST_CLIPPING,
     GHOST_CLIPPING_TENSOR,
+    MAKE_PRIVATE_MODES,
     OPACUS_EXPANDED_WEIGHTS,
+    OPACUS_LAYERS,
     Feature,
     library,
 )
@@ -22,9 +29,11 @@ from harness.methods.registry import register_method
 
 
 @contextlib.contextmanager
-def _opacus_wrapped(case: Case, wrapper: Callable[..., torch.nn.Module], **kwargs) -> Iterator[torch.nn.Module]:
+def _opacus_wrapped(
+    case: Case, wrapper: Callable[..., torch.nn.Module], batch_first: bool = True, **kwargs
+) -> Iterator[torch.nn.Module]:
     """The model wrapped by an Opacus grad-sample module for one batch; unwrapped and cleaned after."""
-    gsm = wrapper(case.model, batch_first=True, loss_reduction=case.loss_reduction, **kwargs)
+    gsm = wrapper(case.model, batch_first=batch_first, loss_reduction=case.loss_reduction, **kwargs)
     try:
         yield gsm
     finally:
@@ -34,7 +43,8 @@ def _opacus_wrapped(case: Case, wrapper: Callable[..., torch.nn.Module], **kwarg
 
 
 def _opacus_grads(case: Case, wrapper: Callable[..., torch.nn.Module], **kwargs) -> dict[str, torch.Tensor]:
-    """Wrap the model with an Opacus grad-sample module, run one batch, read ``grad_sample``."""
+    """Wrap the model with an Opacus grad-sample module, run one batch, read ``grad_sample``
+    (``batch_first=False``: the model's layers see the batch in dimension 1)."""
     with _opacus_wrapped(case, wrapper, **kwargs) as gsm:
         case.loss_fn(gsm(case.inputs), case.targets).backward()
         return collect(case, "grad_sample")
@@ -140,3 +150,135 @@ register_method(
     "opacus-ghost", lambda case: _opacus_ghost(case, case.clipping_bound())[1], returns="clipped", clip_eps=OPACUS_CLIP_EPS
 )
 
+
+
+def grad_samples(case: Case, batch_first: bool = True) -> dict[str, torch.Tensor]:
+    """``opacus-hooks``, with the batch where the model's layers see it (``batch_first=False``: in
+    dimension 1, as a sequence-first layer takes it)."""
+    return _opacus_grads(case, library("opacus").GradSampleModule, batch_first=batch_first)
+
+
+#: ``make_private``'s ``grad_sample_mode`` values the harness drives, each with the method that runs
+#: the same Opacus path on its modules (its support-matrix rows hold for the mode too).
+GRAD_SAMPLE_MODES: dict[str, str] = {
+    "hooks": "opacus-hooks",
+    "functorch": "opacus-functorch",
+    "ew": "opacus-ew",
+    "ghost": "opacus-ghost",
+}
+_MODE_NEEDS: dict[str, tuple[Feature, ...]] = {
+    "hooks": (),
+    "functorch": (MAKE_PRIVATE_MODES, FORCE_FUNCTORCH),
+    "ew": (MAKE_PRIVATE_MODES, OPACUS_EXPANDED_WEIGHTS),
+    "ghost": (MAKE_PRIVATE_MODES, GHOST_CLIPPING, GHOST_CLIPPING_TENSOR),
+}
+
+
+class LossWithReduction:
+    """A model's loss with a ``reduction`` attribute, which ghost clipping's loss wrapper sets to
+    ``"none"`` to get each sample's loss."""
+
+    def __init__(self, loss: Callable[..., torch.Tensor], reduction: str) -> None:
+        self.loss = loss
+        self.reduction = reduction
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(outputs, targets, reduction=self.reduction)
+
+
+@dataclass
+class PrivateTraining:
+    """What ``make_private`` returned: the wrapped model, the DP optimizer, the loss to call (ghost
+    clipping's wrapper in that mode) and the data loader."""
+
+    module: nn.Module
+    optimizer: Any
+    loss: Callable[[torch.Tensor, torch.Tensor], Any]
+    data_loader: torch.utils.data.DataLoader
+
+    def backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """One forward and backward, as a training loop runs them."""
+        self.loss(self.module(inputs), targets).backward()
+
+    def step(self) -> None:
+        """``optimizer.step()`` then ``optimizer.zero_grad()``."""
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    @contextlib.contextmanager
+    def physical_batches(self, max_physical_batch_size: int) -> Iterator[torch.utils.data.DataLoader]:
+        """The data loader split by Opacus' ``BatchMemoryManager``: one step per logical batch."""
+        from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+        with BatchMemoryManager(
+            data_loader=self.data_loader, max_physical_batch_size=max_physical_batch_size, optimizer=self.optimizer
+        ) as loader:
+            yield loader
+
+    def to_standard_module(self) -> nn.Module:
+        """The end of training: the plain model back (``to_standard_module()``)."""
+        return self.module.to_standard_module()
+
+
+def make_private(
+    case: Case,
+    loss: Callable[..., torch.Tensor],
+    mode: str,
+    max_grad_norm: float,
+    batch_size: int,
+    lr: float,
+) -> PrivateTraining:
+    """``PrivacyEngine().make_private`` over ``case.model`` as a user calls it: plain SGD at ``lr``,
+    no noise, no Poisson sampling (the case's batch in order, in loader batches of ``batch_size``),
+    in ``grad_sample_mode=mode`` with flat clipping at ``max_grad_norm``. Raises
+    :class:`MethodUnavailable` where the installed Opacus lacks the mode."""
+    opacus = library("opacus")
+    for feature in _MODE_NEEDS[mode]:
+        feature.require()
+    criterion = LossWithReduction(loss, case.loss_reduction)
+    modes = {} if mode == "hooks" else {"grad_sample_mode": mode}
+    returned = opacus.PrivacyEngine().make_private(
+        module=case.model,
+        optimizer=torch.optim.SGD(case.model.parameters(), lr=lr),
+        data_loader=torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(case.inputs, case.targets), batch_size=batch_size
+        ),
+        criterion=criterion,
+        noise_multiplier=0.0,
+        max_grad_norm=max_grad_norm,
+        poisson_sampling=False,
+        loss_reduction=case.loss_reduction,
+        **modes,
+    )
+    if mode == "ghost":
+        module, optimizer, ghost_loss, data_loader = returned
+        return PrivateTraining(module, optimizer, ghost_loss, data_loader)
+    module, optimizer, data_loader = returned
+    return PrivateTraining(module, optimizer, criterion, data_loader)
+
+
+def fix(module: nn.Module) -> nn.Module:
+    """``ModuleValidator.fix`` of one layer: what Opacus replaces it with (the layer itself where
+    it needs no replacement)."""
+    library("opacus")
+    from opacus.validators import ModuleValidator
+
+    return ModuleValidator.fix(nn.Sequential(module))[0]
+
+
+def dp_rnn(module: nn.RNN) -> nn.Module:
+    """Opacus' ``DPRNN`` with ``module``'s arguments and weights (``ModuleValidator.fix`` leaves
+    ``nn.RNN`` alone: its users convert it by hand)."""
+    OPACUS_LAYERS.require()
+    layer = library("opacus").layers.DPRNN(
+        input_size=module.input_size,
+        hidden_size=module.hidden_size,
+        num_layers=module.num_layers,
+        nonlinearity=module.nonlinearity,
+        bias=module.bias,
+        batch_first=module.batch_first,
+        dropout=module.dropout,
+        bidirectional=module.bidirectional,
+    )
+    layer.load_state_dict(module.state_dict())
+    return layer

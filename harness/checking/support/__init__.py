@@ -1,5 +1,6 @@
 """The support matrix: the one table of expected failures, split by what it is about (zoo models
-in :mod:`.zoo`, drawn layers in :mod:`.drawn`).
+in :mod:`.zoo`, drawn layers in :mod:`.drawn`, the entry points users call in :mod:`.entry_points`,
+layer conversions in :mod:`.conversions`).
 
 Each row becomes a strict xfail: the failure must happen, and must match the row's ``error`` (a
 different failure is a real failure), so a fix upstream shows as XPASS and the row is then
@@ -13,8 +14,18 @@ built-in row for that cell.
 
 from __future__ import annotations
 
+from harness.checking.support.conversions import CONVERSION_MATRIX
 from harness.checking.support.drawn import DRAWN_MATRIX
-from harness.checking.support.rows import CHECKS, EMPTY_BATCH, DrawnFailure, ExpectedFailure, ZooFailure
+from harness.checking.support.entry_points import ENTRY_POINT_MATRIX
+from harness.checking.support.rows import (
+    CHECKS,
+    EMPTY_BATCH,
+    ConversionFailure,
+    DrawnFailure,
+    EntryPointFailure,
+    ExpectedFailure,
+    ZooFailure,
+)
 from harness.checking.support.zoo import ZOO_MATRIX
 from harness.core.releases import Versions
 from harness.problems.drawn import Problem
@@ -37,6 +48,15 @@ def apply_support_matrix(applied: bool) -> None:
 #: Rows a plugin added for its own methods (:func:`add_expected_failures`), consulted before the built-in ones.
 _ADDED_ZOO: list[ZooFailure] = []
 _ADDED_DRAWN: list[DrawnFailure] = []
+_ADDED_ENTRY_POINTS: list[EntryPointFailure] = []
+_ADDED_CONVERSIONS: list[ConversionFailure] = []
+#: Where an added row goes, by its kind.
+_ADDED: dict[type, list] = {
+    ZooFailure: _ADDED_ZOO,
+    DrawnFailure: _ADDED_DRAWN,
+    EntryPointFailure: _ADDED_ENTRY_POINTS,
+    ConversionFailure: _ADDED_CONVERSIONS,
+}
 
 
 def add_expected_failures(*rows: ExpectedFailure) -> None:
@@ -49,18 +69,17 @@ def add_expected_failures(*rows: ExpectedFailure) -> None:
                                          error="MethodFailed", reason="no LSTM support yet"))
     """
     for row in rows:
-        if isinstance(row, ZooFailure):
-            _ADDED_ZOO.append(row)
-        elif isinstance(row, DrawnFailure):
-            _ADDED_DRAWN.append(row)
-        else:
-            raise TypeError(f"a support-matrix row is a ZooFailure or a DrawnFailure, got {type(row).__name__}")
+        added = next((rows for kind, rows in _ADDED.items() if isinstance(row, kind)), None)
+        if added is None:
+            kinds = ", ".join(kind.__name__ for kind in _ADDED)
+            raise TypeError(f"a support-matrix row is one of {kinds}, got {type(row).__name__}")
+        added.append(row)
 
 
 def remove_expected_failures(*rows: ExpectedFailure) -> None:
     """Take rows added with :func:`add_expected_failures` out again (for tests)."""
     for row in rows:
-        for added in (_ADDED_ZOO, _ADDED_DRAWN):
+        for added in _ADDED.values():
             if row in added:
                 added.remove(row)
 
@@ -98,17 +117,52 @@ def expected_failure_drawn(
     return None
 
 
+def expected_entry_point_failure(
+    method: str, model: str, path: str, check: str, versions: Versions | str | None = None
+) -> ExpectedFailure | None:
+    """The row covering a ``make_private`` trial (:mod:`harness.checking.entry_points`): the first
+    entry-point row a plugin added that covers it; else the method's zoo row for the clipped step (a
+    model the method cannot run, ``make_private`` cannot: that failure comes first); else the first
+    built-in entry-point row."""
+    if not _applied:
+        return None
+    installed = Versions.of(versions)
+    added = next((row for row in _ADDED_ENTRY_POINTS if row.applies(method, model, path, check, installed)), None)
+    zoo = expected_failure(method, model, "float64", "cpu", "clipped", installed)
+    built_in = next((row for row in ENTRY_POINT_MATRIX if row.applies(method, model, path, check, installed)), None)
+    return added or zoo or built_in
+
+
+def expected_conversion_failure(
+    kind: str, arguments: dict, check: str, versions: Versions | str | None = None
+) -> ConversionFailure | None:
+    """The row covering a layer conversion (:mod:`harness.checking.conversions`): the first that
+    covers it, the rows a plugin added before the built-in ones."""
+    if not _applied:
+        return None
+    installed = Versions.of(versions)
+    return next(
+        (row for row in (*_ADDED_CONVERSIONS, *CONVERSION_MATRIX) if row.applies(kind, arguments, check, installed)), None
+    )
+
+
 __all__ = [
     "CHECKS",
+    "CONVERSION_MATRIX",
     "DRAWN_MATRIX",
     "EMPTY_BATCH",
+    "ENTRY_POINT_MATRIX",
     "SUPPORT_MATRIX",
     "ZOO_MATRIX",
     "DrawnFailure",
     "ExpectedFailure",
+    "ConversionFailure",
+    "EntryPointFailure",
     "ZooFailure",
     "add_expected_failures",
     "apply_support_matrix",
+    "expected_conversion_failure",
+    "expected_entry_point_failure",
     "expected_failure",
     "expected_failure_drawn",
     "remove_expected_failures",

@@ -1,4 +1,5 @@
-"""The two kinds of support-matrix row: one about zoo models, one about drawn layers.
+"""The kinds of support-matrix row: about zoo models, drawn layers, the entry points users call
+(`make_private`) and the layer conversions.
 
 Every field of a row is honoured: a row names the methods, models (or layer kinds), precisions and
 devices it covers (fnmatch patterns), the release ranges of torch, Opacus and BackPACK it holds in
@@ -127,4 +128,63 @@ class DrawnFailure(ExpectedFailure):
             _hit(layer.kind, self.layers)
             and self._covers(method, precision, device, versions)
             and (self.when is None or self.when(layer))
+        )
+
+
+#: What an entry-point row covers: the step ``make_private`` takes, or what it leaves on the model.
+ENTRY_POINT_CHECKS = ("step", "leftovers")
+#: How an entry-point trial trains: one batch and one step, Opacus' ``BatchMemoryManager`` over
+#: physical batches, or several backward passes before one step.
+ENTRY_POINT_PATHS = ("one-batch", "memory-manager", "accumulate")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryPointFailure(ExpectedFailure):
+    """A row about ``make_private`` (:mod:`harness.checking.entry_points`): ``methods`` name the
+    grad-sample mode by its method (``opacus-ghost`` for ``grad_sample_mode="ghost"``), ``paths``
+    how the trial trains, ``checks`` the step or the leftovers."""
+
+    models: tuple[str, ...] = ("*",)
+    paths: tuple[str, ...] = ENTRY_POINT_PATHS
+    checks: tuple[str, ...] = ENTRY_POINT_CHECKS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, values, known in (("paths", self.paths, ENTRY_POINT_PATHS), ("checks", self.checks, ENTRY_POINT_CHECKS)):
+            unknown = [v for v in values if not any(fnmatch.fnmatchcase(k, v) for k in known)]
+            if unknown:
+                raise ValueError(f"entry-point row for {self.methods}: unknown {name} {unknown}; known: {', '.join(known)}")
+
+    def applies(self, method: str, model: str, path: str, check: str, versions: Versions | str) -> bool:
+        """Whether this row covers the trial (float64 on the CPU, as every entry-point trial runs)."""
+        return (
+            check in self.checks
+            and _hit(path, self.paths)
+            and _hit(model, self.models)
+            and self._covers(method, "float64", "cpu", versions)
+        )
+
+
+#: What a conversion row covers: the converted layer's outputs, or its per-sample gradients.
+CONVERSION_CHECKS = ("forward", "grads")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversionFailure(ExpectedFailure):
+    """A row about a layer conversion (:mod:`harness.checking.conversions`): ``conversions`` name the
+    original layer kind (``mha``, ``lstm``), ``when`` narrows it to the configurations it accepts
+    (a function of the conversion's arguments), ``checks`` the outputs or the per-sample gradients.
+    ``methods`` name who converts: ``opacus``."""
+
+    conversions: tuple[str, ...]
+    checks: tuple[str, ...] = CONVERSION_CHECKS
+    when: Callable[[dict], bool] | None = field(default=None, compare=False)
+
+    def applies(self, kind: str, arguments: dict, check: str, versions: Versions | str) -> bool:
+        """Whether this row covers a conversion of ``kind`` with these arguments (and masks)."""
+        return (
+            check in self.checks
+            and _hit(kind, self.conversions)
+            and self._covers("opacus", "float64", "cpu", versions)
+            and (self.when is None or self.when(arguments))
         )

@@ -1,0 +1,206 @@
+"""The entry points users call, checked against the float64 oracle: ``PrivacyEngine.make_private``
+in each ``grad_sample_mode`` (hooks, functorch, ew, ghost) at ``noise_multiplier=0``.
+
+Two verdicts per model and mode, each its own test, so that neither hides the other:
+
+- **the step**: the parameters move by ``lr`` times the oracle's clipped step of the logical batch
+  at the ``max_grad_norm`` asked for (``sum_i g_i * min(1, C / (||g_i|| + 1e-6))``, divided by the
+  batch size for a mean loss), whether the batch is trained in one piece (``one-batch``), split
+  into physical batches by Opacus' ``BatchMemoryManager`` (``memory-manager``: B=7 in physical
+  batches of 3, 2 and 2, one step), or accumulated by calling backward on several loader batches
+  before one ``optimizer.step()`` (``accumulate``: B=6 in three loader batches of 2; Opacus divides
+  a mean loss's sum by the expected batch size times the batches accumulated, here 6);
+- **the leftovers**: after one step and ``to_standard_module()`` the model is the one given, and
+  carries nothing Opacus added (attributes on parameters or modules, hooks, a flipped
+  ``requires_grad``; a frozen parameter keeps its value). ``.grad`` is training's own (Opacus'
+  ``zero_grad`` keeps it, as zeros, by default) and is not a leftover.
+
+A trial of a mode inherits its method's zoo rows (``opacus-ghost`` for ghost clipping: a model the
+method cannot run, ``make_private`` cannot either); the entry-point rows come first
+(:mod:`harness.checking.support.entry_points`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.checking.checks import as_expected
+from harness.checking.runner import failing
+from harness.checking.support import ExpectedFailure, expected_entry_point_failure
+from harness.core.case import Case
+from harness.core.clipping import clipped_sum, mid_bound, per_sample_norms
+from harness.core.distance import Comparison, assert_close
+from harness.core.errors import MethodLeftState
+from harness.core.structure import ModelState
+from harness.core.tolerances import tolerance_for
+from harness.methods.opacus import GRAD_SAMPLE_MODES, OPACUS_CLIP_EPS, PrivateTraining, make_private
+from harness.problems.build import build_case
+from harness.problems.zoo import get_model
+from harness.reference.oracle import oracle
+
+#: The plain SGD step the DP optimizer wraps: the step is ``(before - after) / LR``.
+LR = 0.5
+#: ``BatchMemoryManager``'s largest physical batch: B=7 is split into 3, 2 and 2.
+PHYSICAL_BATCH = 3
+#: How many loader batches ``accumulate`` runs backward on before its one step.
+ACCUMULATED_BATCHES = 3
+
+
+@dataclass(frozen=True)
+class EntryPointTrial:
+    """One ``make_private`` run: a zoo model, a ``grad_sample_mode``, how it trains, what is checked."""
+
+    model: str
+    mode: str
+    path: str = "one-batch"
+    check: str = "step"
+    loss_reduction: str = "mean"
+    slow: bool = False
+
+    @property
+    def method(self) -> str:
+        """The method that runs the same Opacus path on its modules (``opacus-ghost``)."""
+        return GRAD_SAMPLE_MODES[self.mode]
+
+    @property
+    def batch_size(self) -> int:
+        """The logical batch: 6 where it is accumulated over three loader batches of 2, else 7."""
+        return 2 * ACCUMULATED_BATCHES if self.path == "accumulate" else 7
+
+    @property
+    def loader_batch_size(self) -> int:
+        """The batches of the data loader ``make_private`` is given."""
+        return self.batch_size // ACCUMULATED_BATCHES if self.path == "accumulate" else self.batch_size
+
+    @property
+    def id(self) -> str:
+        """``mlp-B7-ghost-memory-manager[-sum]`` for a step, ``mlp-ghost`` for the leftovers."""
+        parts = [self.model, f"B{self.batch_size}", self.mode, self.path] if self.check == "step" else [self.model, self.mode]
+        if self.loss_reduction != "mean":
+            parts.append(self.loss_reduction)
+        return "-".join(parts)
+
+    @property
+    def expected(self) -> ExpectedFailure | None:
+        """The support-matrix row this trial is expected to fail by, if any."""
+        return expected_entry_point_failure(self.method, self.model, self.path, self.check)
+
+    def fields(self) -> dict[str, str]:
+        """What the scorecard needs to place the result."""
+        return {"model": self.model, "method": self.method, "check": f"make_private-{self.check}"}
+
+
+def _where(trial: EntryPointTrial) -> str:
+    return f"make_private(grad_sample_mode={trial.mode!r}) on {trial.model} (B={trial.batch_size}, {trial.path}, {trial.loss_reduction} loss)"
+
+
+def train(private: PrivateTraining, path: str) -> None:
+    """One logical batch as a training loop runs it on ``path`` (see the module's notes)."""
+    if path == "memory-manager":
+        with private.physical_batches(PHYSICAL_BATCH) as loader:
+            for inputs, targets in loader:
+                private.backward(inputs, targets)
+                private.step()
+        return
+    for inputs, targets in private.data_loader:
+        private.backward(inputs, targets)
+        if path == "one-batch":
+            private.step()
+    if path == "accumulate":
+        private.step()
+
+
+#: How a trial trains once ``make_private`` returned (the self-tests swap in wrong ones).
+Training = Callable[[PrivateTraining, str], None]
+
+
+def _trained(trial: EntryPointTrial, case: Case, max_grad_norm: float, training: Training) -> PrivateTraining:
+    """``make_private`` over the case's model, then one logical batch of training."""
+    __tracebackhide__ = True
+    where = _where(trial)
+    loss = get_model(trial.model).loss
+    private = failing(where, lambda: make_private(case, loss, trial.mode, max_grad_norm, trial.loader_batch_size, LR))
+    failing(where, lambda: training(private, trial.path))
+    return private
+
+
+def _case(trial: EntryPointTrial) -> Case:
+    return build_case(trial.model, trial.batch_size, "float64", "cpu", trial.loss_reduction)
+
+
+def check_step(trial: EntryPointTrial, training: Training = train) -> Comparison:
+    """The step ``make_private``'s optimizer takes equals ``LR`` times the oracle's clipped step over
+    the logical batch, at a ``max_grad_norm`` that clips the larger half of the samples, within
+    the tolerance table's float64 bound. Raises :class:`MethodUnavailable` where the installed
+    Opacus lacks the mode."""
+    __tracebackhide__ = True
+    with as_expected(trial.expected):
+        grads = oracle(trial.model, trial.batch_size)
+        bound = mid_bound(per_sample_norms(grads))
+        case = _case(trial)
+        before = {name: p.detach().clone() for name, p in case.trainable_parameters().items()}
+        _trained(trial, case, bound, training)
+        scale = trial.batch_size if trial.loss_reduction == "mean" else 1
+        step = {name: ((before[name] - p.detach()) * scale / LR).unsqueeze(0) for name, p in case.trainable_parameters().items()}
+        reference = {name: g.unsqueeze(0) for name, g in clipped_sum(grads, bound, OPACUS_CLIP_EPS).items()}
+        where = f"{_where(trial)}, its step times {scale / LR:g} against the clipped step with C = {bound:.4g},"
+        return assert_close(step, reference, tolerance_for("float64", get_model(trial.model).numerics), where)
+
+
+def _module_attributes(model: torch.nn.Module) -> dict[str, set[str]]:
+    return {name: set(vars(module)) for name, module in model.named_modules()}
+
+
+def check_leftovers(trial: EntryPointTrial, training: Training = train) -> None:
+    """After one step and ``to_standard_module()`` the model is the one given to ``make_private``
+    and carries nothing Opacus added: no attributes on its parameters or modules, no hooks, no
+    flipped ``requires_grad``, its frozen parameters unchanged. Raises :class:`MethodLeftState`
+    naming what is left."""
+    __tracebackhide__ = True
+    with as_expected(trial.expected):
+        grads = oracle(trial.model, trial.batch_size)
+        case = _case(trial)
+        model = case.model
+        state = ModelState.of(model)
+        attributes = _module_attributes(model)
+        frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+        private = _trained(trial, case, mid_bound(per_sample_norms(grads)), training)
+        where = f"{_where(trial)}, then to_standard_module(),"
+        plain = failing(where, private.to_standard_module)
+        if plain is not model:
+            raise MethodLeftState(f"{where} returned a {type(plain).__name__}, not the model given to make_private")
+        problems = state.left_behind(model)
+        added = {name: sorted(set(vars(module)) - attributes.get(name, set())) for name, module in model.named_modules()}
+        problems += [f"attributes {', '.join(names)} on module {name or '(the model)'}" for name, names in added.items() if names]
+        params = dict(model.named_parameters())
+        changed = [name for name, value in frozen.items() if not torch.equal(params[name].detach(), value)]
+        if changed:
+            problems.append(f"frozen parameters changed: {', '.join(changed)}")
+        if problems:
+            raise MethodLeftState(f"{where} left state behind on the model: {'; '.join(problems)}")
+
+
+#: Which check a trial runs.
+CHECK_OF = {"step": check_step, "leftovers": check_leftovers}
+#: The models of the default run's trials; the rest of the grid runs under ``-m slow``.
+DEFAULT_MODELS = ("mlp",)
+#: The models of the ``slow`` trials: the zoo's small models Opacus' modes can run, with a
+#: convolution, a language model over padded sequences, frozen, tied and own parameters.
+SLOW_MODELS = ("smooth_cnn", "lm_padded", "frozen_mlp", "tied_lm", "own_param")
+PATHS = ("one-batch", "memory-manager", "accumulate")
+
+
+def entry_point_trials() -> list[EntryPointTrial]:
+    """The step on every path and the leftovers, in every mode, for the default models (a sum loss
+    and the slow models under ``slow``)."""
+    trials = []
+    for model in (*DEFAULT_MODELS, *SLOW_MODELS):
+        slow = model not in DEFAULT_MODELS
+        for mode in GRAD_SAMPLE_MODES:
+            trials += [EntryPointTrial(model, mode, path, slow=slow) for path in PATHS]
+            trials.append(EntryPointTrial(model, mode, check="leftovers", slow=slow))
+    trials += [EntryPointTrial("mlp", mode, path, loss_reduction="sum", slow=True) for mode in GRAD_SAMPLE_MODES for path in PATHS]
+    return trials

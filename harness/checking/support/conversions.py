@@ -1,0 +1,64 @@
+"""The support matrix for layer conversions (``ModuleValidator.fix``, the ``opacus.layers`` DP
+layers): which conversion is expected not to keep the function, and why. The first row that
+covers a conversion decides (the rows a plugin added come first)."""
+
+from __future__ import annotations
+
+from harness.checking.support.rows import ConversionFailure
+
+#: Seen on the project's default releases; the release environments hold the range.
+_SEEN_ON = "Seen on Opacus 1.6.0 with torch 2.14.0"
+
+CONVERSION_MATRIX: tuple[ConversionFailure, ...] = (
+    ConversionFailure(
+        methods=("opacus",),
+        conversions=("mha",),
+        when=lambda args: args["batch_first"] and args["masks"] in ("attn_mask", "both"),
+        error=r"The size of the 2D attn_mask is not correct",
+        reason=(
+            "DPMultiheadAttention(batch_first=True) checks an attn_mask's size against query.size(0), the batch, not "
+            "the target length, and refuses every right mask. " + _SEEN_ON
+        ),
+        link="https://github.com/meta-pytorch/opacus/issues/774",
+        opacus=">=1.5",
+    ),
+    ConversionFailure(
+        methods=("opacus",),
+        conversions=("mha",),
+        when=lambda args: args["batch_first"],
+        error=r"differs from the reference|The expanded size of the tensor",
+        reason=(
+            "wrong result, not an error: DPMultiheadAttention(batch_first=True) reshapes the heads' outputs "
+            "(B * heads, L, head_dim) to (B, L, E) without bringing the heads next to the features, so with more than "
+            "one head it mixes heads into positions (outputs about 100% off nn.MultiheadAttention's with the same "
+            "weights); with add_bias_kv its per-sample gradients fail in SequenceBias' grad sampler. Fixed upstream "
+            "by the pull request linked. " + _SEEN_ON
+        ),
+        link="https://github.com/meta-pytorch/opacus/pull/825",
+        opacus=">=1.5",
+    ),
+    ConversionFailure(
+        methods=("opacus",),
+        conversions=("lstm",),
+        when=lambda args: args.get("proj_size", 0) > 0,
+        error=r"size mismatch for weight_hh_l0",
+        reason=(
+            "ModuleValidator.fix of an nn.LSTM with proj_size builds a DPLSTM without it (DPLSTM has no projection) and "
+            "fails loading the weights: a refusal, but through a state_dict size mismatch. " + _SEEN_ON
+        ),
+        opacus=">=1.0",
+    ),
+    ConversionFailure(
+        methods=("opacus",),
+        conversions=("instance_norm",),
+        checks=("grads",),
+        when=lambda args: args["affine"] and args["track_running_stats"],
+        error=r"Model contains a trainable layer with buffers",
+        reason=(
+            "ModuleValidator.fix of an InstanceNorm with running statistics turns track_running_stats off but keeps its "
+            "running_mean and running_var buffers, so GradSampleModule (and make_private) refuse the fixed model as a "
+            "trainable layer with buffers; its outputs are right. docs/findings.md has the repro. " + _SEEN_ON
+        ),
+        opacus=">=1.0",
+    ),
+)
