@@ -33,7 +33,7 @@ from harness.checking.checks import as_expected
 from harness.checking.runner import failing
 from harness.checking.support import ExpectedFailure, expected_conversion_failure
 from harness.core.distance import Comparison, assert_close
-from harness.core.errors import MethodUnavailable
+from harness.core.errors import MethodOutputError, MethodUnavailable
 from harness.core.tolerances import tolerance_for
 from harness.methods.opacus import dp_rnn, fix, grad_samples
 from harness.problems.build import build_case
@@ -53,6 +53,11 @@ ORIGINALS: dict[str, Callable[..., nn.Module]] = {
 }
 CONVERTERS: dict[str, Callable[[nn.Module], nn.Module]] = {"rnn": dp_rnn}
 MASKS = ("none", "attn_mask", "key_padding_mask", "both")
+
+
+def converter(kind: str) -> Callable[[nn.Module], nn.Module]:
+    """How Opacus converts a layer of ``kind``: ``ModuleValidator.fix``, or a DP layer by hand."""
+    return CONVERTERS.get(kind, fix)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ class Conversion:
             loss=squared_error,
             batch_sizes=(BATCH,),
             numerics="drawn",
-            key=(self, converted),
+            key=(self, converted, converter(self.kind) if converted else None),
         )
 
     def input_features(self) -> int:
@@ -131,7 +136,7 @@ class LayerModel(nn.Module):
         super().__init__()
         self.conversion = conversion
         layer = ORIGINALS[conversion.kind](**conversion.kwargs)
-        self.layer = CONVERTERS.get(conversion.kind, fix)(layer) if converted else layer
+        self.layer = converter(conversion.kind)(layer) if converted else layer
 
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every output of the layer, batch first, by name."""
@@ -172,8 +177,7 @@ def check_forward(conversion: Conversion) -> Comparison:
     with as_expected(conversion.expected("forward")):
         original = build_case(conversion.spec(converted=False), BATCH, "float64", "cpu")
         where = _where(conversion)
-        converted = failing(where, lambda: LayerModel(conversion, converted=True).to(torch.float64))
-        failing(where, lambda: converted.layer.load_state_dict(original.model.layer.state_dict()))
+        converted = failing(where, lambda: build_case(conversion.spec(converted=True), BATCH, "float64", "cpu")).model
         with torch.no_grad():
             expected = original.model.outputs(original.inputs)
             got = failing(where, lambda: converted.outputs(original.inputs))
@@ -212,7 +216,7 @@ def check_grads(conversion: Conversion) -> Comparison:
         mapped = in_original_names(case.model, grads)
         missing = sorted(set(reference) - set(mapped))
         if missing:
-            raise AssertionError(f"{where}: its state_dict has no {', '.join(missing)} of the original")
+            raise MethodOutputError(f"{where}: its state_dict has no {', '.join(missing)} of the original")
         got = {name: mapped[name] for name in reference}
         return assert_close(got, reference, tolerance_for("float64", "drawn"), f"{where}, per-sample gradients,")
 
