@@ -9,8 +9,10 @@ Two verdicts per model and mode, each its own test, so that neither hides the ot
   into physical batches by Opacus' ``BatchMemoryManager`` (``memory-manager``: B=7 in physical
   batches of 3, 2 and 2, one step), or accumulated by calling backward on several loader batches
   before one ``optimizer.step()`` (``accumulate``: B=6 in three loader batches of 2; Opacus divides
-  a mean loss's sum by the expected batch size times the batches accumulated, here 6);
-- **the leftovers**: after one step and ``to_standard_module()`` the model is the one given, and
+  a mean loss's sum by the expected batch size times the batches accumulated, here 6), or in one
+  piece with the model left unwrapped (``unwrapped``: ``wrap_model=False``, Opacus 1.6 and later);
+- **the leftovers**: after one step and ``to_standard_module()`` (unwrapped: the hooks'
+  ``cleanup()``) the model is the one given, and
   carries nothing Opacus added (attributes on parameters or modules, hooks, a flipped
   ``requires_grad``; a frozen parameter keeps its value). ``.grad`` is training's own (Opacus'
   ``zero_grad`` keeps it, as zeros, by default) and is not a leftover.
@@ -66,6 +68,11 @@ class EntryPointTrial:
         return GRAD_SAMPLE_MODES[self.mode]
 
     @property
+    def wrap(self) -> bool:
+        """Whether ``make_private`` wraps the model (all paths but ``unwrapped``)."""
+        return self.path != "unwrapped"
+
+    @property
     def batch_size(self) -> int:
         """The logical batch: 6 where it is accumulated over three loader batches of 2, else 7."""
         return 2 * ACCUMULATED_BATCHES if self.path == "accumulate" else 7
@@ -77,8 +84,11 @@ class EntryPointTrial:
 
     @property
     def id(self) -> str:
-        """``mlp-B7-ghost-memory-manager[-sum]`` for a step, ``mlp-ghost`` for the leftovers."""
-        parts = [self.model, f"B{self.batch_size}", self.mode, self.path] if self.check == "step" else [self.model, self.mode]
+        """``mlp-B7-ghost-memory-manager[-sum]`` for a step, ``mlp-ghost[-unwrapped]`` for the leftovers."""
+        if self.check == "step":
+            parts = [self.model, f"B{self.batch_size}", self.mode, self.path]
+        else:
+            parts = [self.model, self.mode] + ([] if self.path == "one-batch" else [self.path])
         if self.loss_reduction != "mean":
             parts.append(self.loss_reduction)
         return "-".join(parts)
@@ -107,7 +117,7 @@ def train(private: PrivateTraining, path: str) -> None:
         return
     for inputs, targets in private.data_loader:
         private.backward(inputs, targets)
-        if path == "one-batch":
+        if path != "accumulate":
             private.step()
     if path == "accumulate":
         private.step()
@@ -122,7 +132,9 @@ def _trained(trial: EntryPointTrial, case: Case, max_grad_norm: float, training:
     __tracebackhide__ = True
     where = _where(trial)
     loss = get_model(trial.model).loss
-    private = failing(where, lambda: make_private(case, loss, trial.mode, max_grad_norm, trial.loader_batch_size, LR))
+    private = failing(
+        where, lambda: make_private(case, loss, trial.mode, max_grad_norm, trial.loader_batch_size, LR, trial.wrap)
+    )
     failing(where, lambda: training(private, trial.path))
     return private
 
@@ -155,7 +167,7 @@ def _module_attributes(model: torch.nn.Module) -> dict[str, set[str]]:
 
 
 def check_leftovers(trial: EntryPointTrial, training: Training = train) -> None:
-    """After one step and ``to_standard_module()`` the model is the one given to ``make_private``
+    """After one step and ``to_standard_module()`` (unwrapped: ``cleanup()``) the model is the one given to ``make_private``
     and carries nothing Opacus added: no attributes on its parameters or modules, no hooks, no
     flipped ``requires_grad``, its frozen parameters unchanged. Raises :class:`MethodLeftState`
     naming what is left."""
@@ -168,7 +180,7 @@ def check_leftovers(trial: EntryPointTrial, training: Training = train) -> None:
         attributes = _module_attributes(model)
         frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
         private = _trained(trial, case, mid_bound(per_sample_norms(grads)), training)
-        where = f"{_where(trial)}, then to_standard_module(),"
+        where = f"{_where(trial)}, then {'to_standard_module()' if trial.wrap else 'cleanup()'},"
         plain = failing(where, private.to_standard_module)
         if plain is not model:
             raise MethodLeftState(f"{where} returned a {type(plain).__name__}, not the model given to make_private")
@@ -190,7 +202,7 @@ DEFAULT_MODELS = ("mlp",)
 #: The models of the ``slow`` trials: the zoo's small models Opacus' modes can run, with a
 #: convolution, a language model over padded sequences, frozen, tied and own parameters.
 SLOW_MODELS = ("smooth_cnn", "lm_padded", "frozen_mlp", "tied_lm", "own_param")
-PATHS = ("one-batch", "memory-manager", "accumulate")
+PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped")
 
 
 def entry_point_trials() -> list[EntryPointTrial]:
@@ -201,6 +213,6 @@ def entry_point_trials() -> list[EntryPointTrial]:
         slow = model not in DEFAULT_MODELS
         for mode in GRAD_SAMPLE_MODES:
             trials += [EntryPointTrial(model, mode, path, slow=slow) for path in PATHS]
-            trials.append(EntryPointTrial(model, mode, check="leftovers", slow=slow))
-    trials += [EntryPointTrial("mlp", mode, path, loss_reduction="sum", slow=True) for mode in GRAD_SAMPLE_MODES for path in PATHS]
+            trials += [EntryPointTrial(model, mode, path, "leftovers", slow=slow) for path in ("one-batch", "unwrapped")]
+    trials += [EntryPointTrial("mlp", mode, path, loss_reduction="sum", slow=True) for mode in GRAD_SAMPLE_MODES for path in PATHS[:3]]
     return trials

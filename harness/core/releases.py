@@ -208,6 +208,13 @@ MAKE_PRIVATE_MODES = Feature(
     "1.2",
     lambda: _takes(importlib.import_module("opacus").PrivacyEngine.make_private, "grad_sample_mode"),
 )
+#: ``make_private`` that leaves the model unwrapped and returns hooks to clean up (opacus#794).
+MAKE_PRIVATE_UNWRAPPED = Feature(
+    "PrivacyEngine.make_private(wrap_model=False)",
+    "opacus",
+    "1.6",
+    lambda: _takes(importlib.import_module("opacus").PrivacyEngine.make_private, "wrap_model"),
+)
 #: The one-call ghost-clipping backward the adapter uses; 1.5.0 to 1.5.2 took two backward passes by hand.
 GHOST_CLIPPING_TENSOR = Feature(
     "opacus.utils.fast_gradient_clipping_utils.DPTensorFastGradientClipping",

@@ -14,11 +14,13 @@ import torch
 from torch import nn
 
 from harness.core.case import Case
+from harness.core.errors import MethodUnavailable
 from harness.core.releases import (
     FORCE_FUNCTORCH,
     GHOST_CLIPPING,
     GHOST_CLIPPING_TENSOR,
     MAKE_PRIVATE_MODES,
+    MAKE_PRIVATE_UNWRAPPED,
     OPACUS_EXPANDED_WEIGHTS,
     OPACUS_LAYERS,
     Feature,
@@ -188,17 +190,21 @@ class LossWithReduction:
 
 @dataclass
 class PrivateTraining:
-    """What ``make_private`` returned: the wrapped model, the DP optimizer, the loss to call (ghost
-    clipping's wrapper in that mode) and the data loader."""
+    """What ``make_private`` returned: the wrapped model (or, with ``wrap_model=False``, the hooks
+    object), the DP optimizer, the loss to call (ghost clipping's wrapper in that mode) and the data
+    loader; and the model it was given."""
 
-    module: nn.Module
+    module: Any
     optimizer: Any
     loss: Callable[[torch.Tensor, torch.Tensor], Any]
     data_loader: torch.utils.data.DataLoader
+    model: nn.Module
+    wrapped: bool = True
 
     def backward(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """One forward and backward, as a training loop runs them."""
-        self.loss(self.module(inputs), targets).backward()
+        """One forward and backward, as a training loop runs them (through the wrapper, or the model itself)."""
+        forward = self.module if self.wrapped else self.model
+        self.loss(forward(inputs), targets).backward()
 
     def step(self) -> None:
         """``optimizer.step()`` then ``optimizer.zero_grad()``."""
@@ -216,8 +222,23 @@ class PrivateTraining:
             yield loader
 
     def to_standard_module(self) -> nn.Module:
-        """The end of training: the plain model back (``to_standard_module()``)."""
-        return self.module.to_standard_module()
+        """The end of training: the plain model back (``to_standard_module()``; unwrapped, the hooks'
+        ``cleanup()`` and the model given)."""
+        if self.wrapped:
+            return self.module.to_standard_module()
+        self.module.cleanup()
+        return self.model
+
+
+def _require_unwrapped(mode: str) -> None:
+    """Raise :class:`MethodUnavailable` where the installed Opacus has no non-wrapping form of ``mode``
+    (1.6.0 has none for ``ew``: ExpandedWeights uses no hooks), with Opacus' own reason."""
+    from opacus.grad_sample.utils import get_hooks_class
+
+    try:
+        get_hooks_class(mode)
+    except ValueError as exc:
+        raise MethodUnavailable(f"Opacus {library('opacus').__version__} has no wrap_model=False for {mode!r}: {exc}") from None
 
 
 def make_private(
@@ -227,16 +248,20 @@ def make_private(
     max_grad_norm: float,
     batch_size: int,
     lr: float,
+    wrap: bool = True,
 ) -> PrivateTraining:
     """``PrivacyEngine().make_private`` over ``case.model`` as a user calls it: plain SGD at ``lr``,
     no noise, no Poisson sampling (the case's batch in order, in loader batches of ``batch_size``),
-    in ``grad_sample_mode=mode`` with flat clipping at ``max_grad_norm``. Raises
-    :class:`MethodUnavailable` where the installed Opacus lacks the mode."""
+    in ``grad_sample_mode=mode`` with flat clipping at ``max_grad_norm``; ``wrap=False`` passes
+    ``wrap_model=False``. Raises :class:`MethodUnavailable` where the installed Opacus lacks the
+    mode or the argument."""
     opacus = library("opacus")
-    for feature in _MODE_NEEDS[mode]:
+    for feature in (*_MODE_NEEDS[mode], *(() if wrap else (MAKE_PRIVATE_UNWRAPPED,))):
         feature.require()
+    if not wrap:
+        _require_unwrapped(mode)
     criterion = LossWithReduction(loss, case.loss_reduction)
-    modes = {} if mode == "hooks" else {"grad_sample_mode": mode}
+    modes = ({} if mode == "hooks" else {"grad_sample_mode": mode}) | ({} if wrap else {"wrap_model": False})
     returned = opacus.PrivacyEngine().make_private(
         module=case.model,
         optimizer=torch.optim.SGD(case.model.parameters(), lr=lr),
@@ -252,9 +277,9 @@ def make_private(
     )
     if mode == "ghost":
         module, optimizer, ghost_loss, data_loader = returned
-        return PrivateTraining(module, optimizer, ghost_loss, data_loader)
+        return PrivateTraining(module, optimizer, ghost_loss, data_loader, case.model, wrap)
     module, optimizer, data_loader = returned
-    return PrivateTraining(module, optimizer, criterion, data_loader)
+    return PrivateTraining(module, optimizer, criterion, data_loader, case.model, wrap)
 
 
 def fix(module: nn.Module) -> nn.Module:

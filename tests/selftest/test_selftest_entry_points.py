@@ -80,6 +80,16 @@ def test_a_right_step_passes_where_the_leftovers_fail(raw):
         check_leftovers(EntryPointTrial("mlp", "hooks", check="leftovers"))
 
 
+def test_unwrapped_the_model_is_cleaned_by_the_hooks_and_ew_is_a_skip(raw):
+    from harness.core.errors import MethodUnavailable
+
+    assert check_step(EntryPointTrial("mlp", "ghost", "unwrapped")).ok
+    with pytest.raises(MethodLeftState, match=r"unwrapped, mean loss\), then cleanup\(\), left state behind on the model: attributes summed_grad"):
+        check_leftovers(EntryPointTrial("mlp", "hooks", "unwrapped", "leftovers"))
+    with pytest.raises(MethodUnavailable, match=r"has no wrap_model=False for 'ew': Unexpected grad_sample_mode: ew"):
+        check_step(EntryPointTrial("mlp", "ew", "unwrapped"))
+
+
 @pytest.mark.parametrize("mode", ["hooks", "ghost"])
 def test_a_step_clipped_at_the_wrong_norm_is_caught(mode):
     with pytest.raises(ToleranceError, match=rf"make_private\(grad_sample_mode='{mode}'\) on mlp .* its step times 14 against the clipped step with C = "):

@@ -134,8 +134,9 @@ class DrawnFailure(ExpectedFailure):
 #: What an entry-point row covers: the step ``make_private`` takes, or what it leaves on the model.
 ENTRY_POINT_CHECKS = ("step", "leftovers")
 #: How an entry-point trial trains: one batch and one step, Opacus' ``BatchMemoryManager`` over
-#: physical batches, or several backward passes before one step.
-ENTRY_POINT_PATHS = ("one-batch", "memory-manager", "accumulate")
+#: physical batches, several backward passes before one step, or one batch and one step with the
+#: model left unwrapped (``wrap_model=False``, cleaned with the hooks' ``cleanup()``).
+ENTRY_POINT_PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped")
 
 
 @dataclass(frozen=True, kw_only=True)
