@@ -261,19 +261,23 @@ def make_private(
     if not wrap:
         _require_unwrapped(mode)
     criterion = LossWithReduction(loss, case.loss_reduction)
-    modes = ({} if mode == "hooks" else {"grad_sample_mode": mode}) | ({} if wrap else {"wrap_model": False})
+    # only what differs from the defaults: a release before 1.5 takes no criterion, before 1.2 no mode
+    optional = (
+        ({} if mode == "hooks" else {"grad_sample_mode": mode})
+        | ({"criterion": criterion} if mode == "ghost" else {})
+        | ({} if wrap else {"wrap_model": False})
+    )
     returned = opacus.PrivacyEngine().make_private(
         module=case.model,
         optimizer=torch.optim.SGD(case.model.parameters(), lr=lr),
         data_loader=torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(case.inputs, case.targets), batch_size=batch_size
         ),
-        criterion=criterion,
         noise_multiplier=0.0,
         max_grad_norm=max_grad_norm,
         poisson_sampling=False,
         loss_reduction=case.loss_reduction,
-        **modes,
+        **optional,
     )
     if mode == "ghost":
         module, optimizer, ghost_loss, data_loader = returned
