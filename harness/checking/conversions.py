@@ -94,9 +94,9 @@ class Conversion:
             parts.append(self.masks)
         return "-".join(parts)
 
-    def expected(self, check: str) -> ExpectedFailure | None:
-        """The support-matrix row this conversion's ``check`` is expected to fail by, if any."""
-        return expected_conversion_failure(self.kind, self.arguments, check)
+    def expected(self, check: str, precision: str = "float64") -> ExpectedFailure | None:
+        """The support-matrix row this conversion's ``check`` in ``precision`` is expected to fail by, if any."""
+        return expected_conversion_failure(self.kind, self.arguments, check, precision)
 
     def spec(self, converted: bool) -> ModelSpec:
         """The layer (converted by Opacus, or not) in a model of batch-first inputs, as a spec."""
@@ -170,18 +170,19 @@ def _where(conversion: Conversion) -> str:
     return f"Opacus' conversion of {conversion.id}"
 
 
-def check_forward(conversion: Conversion) -> Comparison:
-    """The converted layer's outputs (hidden states and attention weights too) equal the original's
-    on the same inputs, in float64, within the tolerance table's bound."""
+def check_forward(conversion: Conversion, precision: str = "float64") -> Comparison:
+    """The converted layer's outputs (hidden states and attention weights too), computed in
+    ``precision`` (``float64`` or ``float32``), equal the original's in float64 on the same inputs
+    within the tolerance table's bound for one drawn layer in that precision."""
     __tracebackhide__ = True
-    with as_expected(conversion.expected("forward")):
+    with as_expected(conversion.expected("forward", precision)):
         original = build_case(conversion.spec(converted=False), BATCH, "float64", "cpu")
-        where = _where(conversion)
-        converted = failing(where, lambda: build_case(conversion.spec(converted=True), BATCH, "float64", "cpu")).model
+        where = f"{_where(conversion)} in {precision}"
+        converted = failing(where, lambda: build_case(conversion.spec(converted=True), BATCH, precision, "cpu"))
         with torch.no_grad():
             expected = original.model.outputs(original.inputs)
-            got = failing(where, lambda: converted.outputs(original.inputs))
-        return assert_close(got, expected, tolerance_for("float64", "drawn"), f"{where}, its outputs,")
+            got = failing(where, lambda: converted.model.outputs(converted.inputs))
+        return assert_close(got, expected, tolerance_for(precision, "drawn"), f"{where}, its outputs,")
 
 
 def in_original_names(model: nn.Module, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

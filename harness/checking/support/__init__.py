@@ -134,7 +134,7 @@ def expected_entry_point_failure(
 
 
 def expected_conversion_failure(
-    kind: str, arguments: dict, check: str, versions: Versions | str | None = None
+    kind: str, arguments: dict, check: str, precision: str = "float64", versions: Versions | str | None = None
 ) -> ConversionFailure | None:
     """The row covering a layer conversion (:mod:`harness.checking.conversions`): the first that
     covers it, the rows a plugin added before the built-in ones."""
@@ -142,7 +142,8 @@ def expected_conversion_failure(
         return None
     installed = Versions.of(versions)
     return next(
-        (row for row in (*_ADDED_CONVERSIONS, *CONVERSION_MATRIX) if row.applies(kind, arguments, check, installed)), None
+        (row for row in (*_ADDED_CONVERSIONS, *CONVERSION_MATRIX) if row.applies(kind, arguments, check, precision, installed)),
+        None,
     )
 
 

@@ -181,11 +181,11 @@ class ConversionFailure(ExpectedFailure):
     checks: tuple[str, ...] = CONVERSION_CHECKS
     when: Callable[[dict], bool] | None = field(default=None, compare=False)
 
-    def applies(self, kind: str, arguments: dict, check: str, versions: Versions | str) -> bool:
-        """Whether this row covers a conversion of ``kind`` with these arguments (and masks)."""
+    def applies(self, kind: str, arguments: dict, check: str, precision: str, versions: Versions | str) -> bool:
+        """Whether this row covers a conversion of ``kind`` with these arguments (and masks), run in ``precision``."""
         return (
             check in self.checks
             and _hit(kind, self.conversions)
-            and self._covers("opacus", "float64", "cpu", versions)
+            and self._covers("opacus", precision, "cpu", versions)
             and (self.when is None or self.when(arguments))
         )
