@@ -16,6 +16,7 @@ from torch import nn
 from harness.core.case import Case
 from harness.core.errors import MethodUnavailable
 from harness.core.releases import (
+    DP_MHA_BATCH_FIRST,
     FORCE_FUNCTORCH,
     GHOST_CLIPPING,
     GHOST_CLIPPING_TENSOR,
@@ -288,8 +289,10 @@ def make_private(
 
 def fix(module: nn.Module) -> nn.Module:
     """``ModuleValidator.fix`` of one layer: what Opacus replaces it with (the layer itself where
-    it needs no replacement)."""
+    it needs no replacement). A batch-first attention needs ``DPMultiheadAttention(batch_first=...)``."""
     library("opacus")
+    if getattr(module, "batch_first", False) and isinstance(module, nn.MultiheadAttention):
+        DP_MHA_BATCH_FIRST.require()
     from opacus.validators import ModuleValidator
 
     return ModuleValidator.fix(nn.Sequential(module))[0]
