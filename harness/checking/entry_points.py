@@ -10,7 +10,11 @@ Two verdicts per model and mode, each its own test, so that neither hides the ot
   batches of 3, 2 and 2, one step), or accumulated by calling backward on several loader batches
   before one ``optimizer.step()`` (``accumulate``: B=6 in three loader batches of 2; Opacus divides
   a mean loss's sum by the expected batch size times the batches accumulated, here 6), or in one
-  piece with the model left unwrapped (``unwrapped``: ``wrap_model=False``, Opacus 1.6 and later);
+  piece with the model left unwrapped (``unwrapped``: ``wrap_model=False``, Opacus 1.6 and later),
+  or drawn by Poisson sampling, ``make_private``'s default (``poisson``: B=7 in a loader of batches
+  of 3, so a sample rate of 1/3 and an expected batch size of 2, the first logical batch through
+  ``BatchMemoryManager`` in physical batches of 1; the step is the clipped sum over the samples
+  drawn divided by the expected batch size);
 - **the leftovers**: after one step and ``to_standard_module()`` (unwrapped: the hooks'
   ``cleanup()``) the model is the one given, and
   carries nothing Opacus added (attributes on parameters or modules, hooks, a flipped
@@ -24,6 +28,7 @@ method cannot run, ``make_private`` cannot either); the entry-point rows come fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +54,8 @@ LR = 0.5
 PHYSICAL_BATCH = 3
 #: How many loader batches ``accumulate`` runs backward on before its one step.
 ACCUMULATED_BATCHES = 3
+#: ``poisson``: the loader's batches (a sample rate of 1/3 over B=7) and the physical batches.
+POISSON_LOADER_BATCH, POISSON_PHYSICAL_BATCH = 3, 1
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,17 @@ class EntryPointTrial:
     @property
     def loader_batch_size(self) -> int:
         """The batches of the data loader ``make_private`` is given."""
+        if self.path == "poisson":
+            return POISSON_LOADER_BATCH
         return self.batch_size // ACCUMULATED_BATCHES if self.path == "accumulate" else self.batch_size
+
+    @property
+    def divisor(self) -> int:
+        """What Opacus divides a mean loss's clipped sum by: the logical batch, or under Poisson
+        sampling the expected batch size ``int(B / len(loader))`` (``make_private``'s formula)."""
+        if self.path != "poisson":
+            return self.batch_size
+        return int(self.batch_size / math.ceil(self.batch_size / self.loader_batch_size))
 
     @property
     def id(self) -> str:
@@ -98,45 +115,58 @@ class EntryPointTrial:
         """The support-matrix row this trial is expected to fail by, if any."""
         return expected_entry_point_failure(self.method, self.model, self.path, self.check)
 
-    def fields(self) -> dict[str, str]:
-        """What the scorecard needs to place the result."""
-        return {"model": self.model, "method": self.method, "check": f"make_private-{self.check}"}
-
 
 def _where(trial: EntryPointTrial) -> str:
     return f"make_private(grad_sample_mode={trial.mode!r}) on {trial.model} (B={trial.batch_size}, {trial.path}, {trial.loss_reduction} loss)"
 
 
-def train(private: PrivateTraining, path: str) -> None:
-    """One logical batch as a training loop runs it on ``path`` (see the module's notes)."""
-    if path == "memory-manager":
-        with private.physical_batches(PHYSICAL_BATCH) as loader:
+def train(private: PrivateTraining, path: str) -> list[torch.Tensor]:
+    """One logical batch as a training loop runs it on ``path`` (see the module's notes); the
+    inputs of the physical batches trained on, in order."""
+    seen = []
+    if path in ("memory-manager", "poisson"):
+        with private.physical_batches(POISSON_PHYSICAL_BATCH if path == "poisson" else PHYSICAL_BATCH) as loader:
             for inputs, targets in loader:
+                seen.append(inputs)
                 private.backward(inputs, targets)
-                private.step()
-        return
+                if private.step():
+                    break
+        return seen
     for inputs, targets in private.data_loader:
+        seen.append(inputs)
         private.backward(inputs, targets)
         if path != "accumulate":
             private.step()
     if path == "accumulate":
         private.step()
+    return seen
 
 
-#: How a trial trains once ``make_private`` returned (the self-tests swap in wrong ones).
-Training = Callable[[PrivateTraining, str], None]
+#: How a trial trains once ``make_private`` returned: the inputs it trained on (the self-tests swap in wrong ones).
+Training = Callable[[PrivateTraining, str], list[torch.Tensor]]
 
 
-def _trained(trial: EntryPointTrial, case: Case, max_grad_norm: float, training: Training) -> PrivateTraining:
-    """``make_private`` over the case's model, then one logical batch of training."""
+def _drawn(inputs: torch.Tensor, seen: list[torch.Tensor]) -> list[int]:
+    """Which samples of the case's batch the physical batches ``seen`` hold, by their inputs."""
+    rows = torch.cat(seen) if seen else inputs[:0]
+    return [int((inputs == row).flatten(1).all(dim=1).nonzero()[0]) for row in rows]
+
+
+def _trained(
+    trial: EntryPointTrial, case: Case, max_grad_norm: float, training: Training
+) -> tuple[PrivateTraining, list[int]]:
+    """``make_private`` over the case's model, then one logical batch of training; the samples it drew."""
     __tracebackhide__ = True
     where = _where(trial)
     loss = get_model(trial.model).loss
     private = failing(
-        where, lambda: make_private(case, loss, trial.mode, max_grad_norm, trial.loader_batch_size, LR, trial.wrap)
+        where,
+        lambda: make_private(
+            case, loss, trial.mode, max_grad_norm, trial.loader_batch_size, LR, trial.wrap, trial.path == "poisson"
+        ),
     )
-    failing(where, lambda: training(private, trial.path))
-    return private
+    seen = failing(where, lambda: training(private, trial.path))
+    return private, _drawn(case.inputs, seen)
 
 
 def _case(trial: EntryPointTrial) -> Case:
@@ -154,11 +184,13 @@ def check_step(trial: EntryPointTrial, training: Training = train) -> Comparison
         bound = mid_bound(per_sample_norms(grads))
         case = _case(trial)
         before = {name: p.detach().clone() for name, p in case.trainable_parameters().items()}
-        _trained(trial, case, bound, training)
-        scale = trial.batch_size if trial.loss_reduction == "mean" else 1
+        _, drawn = _trained(trial, case, bound, training)
+        scale = trial.divisor if trial.loss_reduction == "mean" else 1
         step = {name: ((before[name] - p.detach()) * scale / LR).unsqueeze(0) for name, p in case.trainable_parameters().items()}
-        reference = {name: g.unsqueeze(0) for name, g in clipped_sum(grads, bound, OPACUS_CLIP_EPS).items()}
-        where = f"{_where(trial)}, its step times {scale / LR:g} against the clipped step with C = {bound:.4g},"
+        mine = {name: g[drawn] for name, g in grads.items()}
+        reference = {name: g.unsqueeze(0) for name, g in clipped_sum(mine, bound, OPACUS_CLIP_EPS).items()}
+        over = f" over the samples drawn, {drawn}," if trial.path == "poisson" else ""
+        where = f"{_where(trial)}, its step times {scale / LR:g} against the clipped step{over} with C = {bound:.4g},"
         return assert_close(step, reference, tolerance_for("float64", get_model(trial.model).numerics), where)
 
 
@@ -179,7 +211,7 @@ def check_leftovers(trial: EntryPointTrial, training: Training = train) -> None:
         state = ModelState.of(model)
         attributes = _module_attributes(model)
         frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
-        private = _trained(trial, case, mid_bound(per_sample_norms(grads)), training)
+        private, _ = _trained(trial, case, mid_bound(per_sample_norms(grads)), training)
         where = f"{_where(trial)}, then {'to_standard_module()' if trial.wrap else 'cleanup()'},"
         plain = failing(where, private.to_standard_module)
         if plain is not model:
@@ -202,7 +234,7 @@ DEFAULT_MODELS = ("mlp",)
 #: The models of the ``slow`` trials: the zoo's small models Opacus' modes can run, with a
 #: convolution, a language model over padded sequences, frozen, tied and own parameters.
 SLOW_MODELS = ("smooth_cnn", "lm_padded", "frozen_mlp", "tied_lm", "own_param")
-PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped")
+PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped", "poisson")
 
 
 def entry_point_trials() -> list[EntryPointTrial]:

@@ -207,10 +207,12 @@ class PrivateTraining:
         forward = self.module if self.wrapped else self.model
         self.loss(forward(inputs), targets).backward()
 
-    def step(self) -> None:
-        """``optimizer.step()`` then ``optimizer.zero_grad()``."""
+    def step(self) -> bool:
+        """``optimizer.step()`` then ``optimizer.zero_grad()``; whether the optimizer stepped (under
+        ``BatchMemoryManager`` it only accumulates until a logical batch ends)."""
         self.optimizer.step()
         self.optimizer.zero_grad()
+        return not self.optimizer._is_last_step_skipped
 
     @contextlib.contextmanager
     def physical_batches(self, max_physical_batch_size: int) -> Iterator[torch.utils.data.DataLoader]:
@@ -250,12 +252,13 @@ def make_private(
     batch_size: int,
     lr: float,
     wrap: bool = True,
+    poisson: bool = False,
 ) -> PrivateTraining:
     """``PrivacyEngine().make_private`` over ``case.model`` as a user calls it: plain SGD at ``lr``,
-    no noise, no Poisson sampling (the case's batch in order, in loader batches of ``batch_size``),
-    in ``grad_sample_mode=mode`` with flat clipping at ``max_grad_norm``; ``wrap=False`` passes
-    ``wrap_model=False``. Raises :class:`MethodUnavailable` where the installed Opacus lacks the
-    mode or the argument."""
+    no noise, the case's batch in loader batches of ``batch_size`` (in order; with ``poisson``,
+    Poisson sampling at the rate ``1 / len(loader)`` instead), in ``grad_sample_mode=mode`` with
+    flat clipping at ``max_grad_norm``; ``wrap=False`` passes ``wrap_model=False``. Raises
+    :class:`MethodUnavailable` where the installed Opacus lacks the mode or the argument."""
     opacus = library("opacus")
     for feature in (*_MODE_NEEDS[mode], *(() if wrap else (MAKE_PRIVATE_UNWRAPPED,))):
         feature.require()
@@ -276,7 +279,7 @@ def make_private(
         ),
         noise_multiplier=0.0,
         max_grad_norm=max_grad_norm,
-        poisson_sampling=False,
+        poisson_sampling=poisson,
         loss_reduction=case.loss_reduction,
         **optional,
     )

@@ -36,29 +36,33 @@ def raw() -> Iterator[None]:
     apply_support_matrix(True)
 
 
-def at_twice_the_bound(private: PrivateTraining, path: str) -> None:
+def at_twice_the_bound(private: PrivateTraining, path: str) -> list[torch.Tensor]:
     """Clipping at 2 C: the optimizer's bound, and ghost clipping's module's, which clips in its backward."""
     for holder in (private.optimizer, private.module):
         if hasattr(holder, "max_grad_norm"):
             holder.max_grad_norm *= 2
-    train(private, path)
+    return train(private, path)
 
 
-def keeping_the_last_batch(private: PrivateTraining, path: str) -> None:
+def keeping_the_last_batch(private: PrivateTraining, path: str) -> list[torch.Tensor]:
     """Backward on each loader batch with the per-sample gradients of the ones before cleared."""
+    seen = []
     for inputs, targets in private.data_loader:
         private.optimizer.zero_grad()
         private.backward(inputs, targets)
+        seen.append(inputs)
     private.step()
+    return seen
 
 
-def leaving_a_hook(private: PrivateTraining, path: str) -> None:
-    train(private, path)
+def leaving_a_hook(private: PrivateTraining, path: str) -> list[torch.Tensor]:
+    seen = train(private, path)
     private.module._module.register_forward_hook(lambda module, inputs, output: None)
+    return seen
 
 
-def leaving_grad_sample(private: PrivateTraining, path: str) -> None:
-    train(private, path)
+def leaving_grad_sample(private: PrivateTraining, path: str) -> list[torch.Tensor]:
+    seen = train(private, path)
     original = private.module.to_standard_module
 
     def to_standard_module() -> torch.nn.Module:
@@ -68,6 +72,7 @@ def leaving_grad_sample(private: PrivateTraining, path: str) -> None:
         return model
 
     private.module.to_standard_module = to_standard_module
+    return seen
 
 
 HOOKS = EntryPointTrial("mlp", "hooks")
@@ -94,6 +99,22 @@ def test_unwrapped_the_model_is_cleaned_by_the_hooks_and_ew_is_a_skip(raw):
 def test_a_step_clipped_at_the_wrong_norm_is_caught(mode):
     with pytest.raises(ToleranceError, match=rf"make_private\(grad_sample_mode='{mode}'\) on mlp .* its step times 14 against the clipped step with C = "):
         check_step(EntryPointTrial("mlp", mode), training=at_twice_the_bound)
+
+
+def test_a_poisson_step_divided_by_the_samples_drawn_is_caught(monkeypatch):
+    trial = EntryPointTrial("mlp", "hooks", "poisson")
+    torch.manual_seed(0)  # the suite's seed for every harness test: Poisson sampling draws samples 0, 1 and 2
+    assert check_step(trial).ok
+    torch.manual_seed(0)
+    original = PrivateTraining.step
+
+    def step_dividing_by_the_drawn(self: PrivateTraining) -> bool:
+        self.optimizer.expected_batch_size = 3  # the three samples seed 0 draws, not the expected 2
+        return original(self)
+
+    monkeypatch.setattr(PrivateTraining, "step", step_dividing_by_the_drawn)
+    with pytest.raises(ToleranceError, match=r"poisson, mean loss\), its step times 4 against the clipped step over the samples drawn, \[0, 1, 2\], with C = .* differs"):
+        check_step(trial)
 
 
 def test_an_accumulation_that_keeps_only_the_last_batch_is_caught():

@@ -135,8 +135,9 @@ class DrawnFailure(ExpectedFailure):
 ENTRY_POINT_CHECKS = ("step", "leftovers")
 #: How an entry-point trial trains: one batch and one step, Opacus' ``BatchMemoryManager`` over
 #: physical batches, several backward passes before one step, or one batch and one step with the
-#: model left unwrapped (``wrap_model=False``, cleaned with the hooks' ``cleanup()``).
-ENTRY_POINT_PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped")
+#: model left unwrapped (``wrap_model=False``, cleaned with the hooks' ``cleanup()``), or a batch
+#: drawn by Poisson sampling through ``BatchMemoryManager``.
+ENTRY_POINT_PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped", "poisson")
 
 
 @dataclass(frozen=True, kw_only=True)
