@@ -222,8 +222,6 @@ def check_grads(conversion: Conversion) -> Comparison:
         return assert_close(got, reference, tolerance_for("float64", "drawn"), f"{where}, per-sample gradients,")
 
 
-CHECK_OF = {"forward": check_forward, "grads": check_grads}
-
 
 def _recurrent(kind: str) -> list[Conversion]:
     """Every layout of a recurrent layer; one (sequence first, bidirectional, two layers) by default."""

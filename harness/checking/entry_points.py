@@ -16,14 +16,14 @@ Two verdicts per model and mode, each its own test, so that neither hides the ot
   ``BatchMemoryManager`` in physical batches of 1; the step is the clipped sum over the samples
   drawn divided by the expected batch size);
 - **the leftovers**: after one step and ``to_standard_module()`` (unwrapped: the hooks'
-  ``cleanup()``) the model is the one given, and
-  carries nothing Opacus added (attributes on parameters or modules, hooks, a flipped
-  ``requires_grad``; a frozen parameter keeps its value). ``.grad`` is training's own (Opacus'
-  ``zero_grad`` keeps it, as zeros, by default) and is not a leftover.
+  ``cleanup()``) the model is the one given, and carries nothing Opacus added (attributes on
+  parameters or modules, hooks, a flipped ``requires_grad``; a frozen parameter keeps its value).
+  ``.grad`` is training's own (Opacus' ``zero_grad`` keeps it, as zeros, by default) and is not a
+  leftover.
 
 A trial of a mode inherits its method's zoo rows (``opacus-ghost`` for ghost clipping: a model the
-method cannot run, ``make_private`` cannot either); the entry-point rows come first
-(:mod:`harness.checking.support.entry_points`).
+method cannot run, ``make_private`` cannot either), which come before the entry-point rows
+(:mod:`harness.checking.support.entry_points`): that failure comes first.
 """
 
 from __future__ import annotations
@@ -199,10 +199,10 @@ def _module_attributes(model: torch.nn.Module) -> dict[str, set[str]]:
 
 
 def check_leftovers(trial: EntryPointTrial, training: Training = train) -> None:
-    """After one step and ``to_standard_module()`` (unwrapped: ``cleanup()``) the model is the one given to ``make_private``
-    and carries nothing Opacus added: no attributes on its parameters or modules, no hooks, no
-    flipped ``requires_grad``, its frozen parameters unchanged. Raises :class:`MethodLeftState`
-    naming what is left."""
+    """After one step and ``to_standard_module()`` (unwrapped: ``cleanup()``) the model is the one
+    given to ``make_private`` and carries nothing Opacus added: no attributes on its parameters or
+    modules, no hooks, no flipped ``requires_grad``, its frozen parameters unchanged. Raises
+    :class:`MethodLeftState` naming what is left."""
     __tracebackhide__ = True
     with as_expected(trial.expected):
         grads = oracle(trial.model, trial.batch_size)
@@ -227,14 +227,15 @@ def check_leftovers(trial: EntryPointTrial, training: Training = train) -> None:
             raise MethodLeftState(f"{where} left state behind on the model: {'; '.join(problems)}")
 
 
-#: Which check a trial runs.
-CHECK_OF = {"step": check_step, "leftovers": check_leftovers}
 #: The models of the default run's trials; the rest of the grid runs under ``-m slow``.
 DEFAULT_MODELS = ("mlp",)
 #: The models of the ``slow`` trials: the zoo's small models Opacus' modes can run, with a
 #: convolution, a language model over padded sequences, frozen, tied and own parameters.
 SLOW_MODELS = ("smooth_cnn", "lm_padded", "frozen_mlp", "tied_lm", "own_param")
 PATHS = ("one-batch", "memory-manager", "accumulate", "unwrapped", "poisson")
+#: The paths the sum loss runs on (the mlp, under slow): one batch, and the two that split it, where
+#: a mean loss is divided by the whole batch and a sum loss by nothing.
+SUM_PATHS = ("one-batch", "memory-manager", "accumulate")
 
 
 def entry_point_trials() -> list[EntryPointTrial]:
@@ -246,5 +247,5 @@ def entry_point_trials() -> list[EntryPointTrial]:
         for mode in GRAD_SAMPLE_MODES:
             trials += [EntryPointTrial(model, mode, path, slow=slow) for path in PATHS]
             trials += [EntryPointTrial(model, mode, path, "leftovers", slow=slow) for path in ("one-batch", "unwrapped")]
-    trials += [EntryPointTrial("mlp", mode, path, loss_reduction="sum", slow=True) for mode in GRAD_SAMPLE_MODES for path in PATHS[:3]]
+    trials += [EntryPointTrial("mlp", mode, path, loss_reduction="sum", slow=True) for mode in GRAD_SAMPLE_MODES for path in SUM_PATHS]
     return trials
