@@ -116,15 +116,22 @@ class Conversion:
             return EMBED + (self.kwargs["kdim"] or 0)
         return FEATURES
 
+    def output_shape(self) -> tuple[int, ...]:
+        """One sample's output, batch first: ``(T, H * directions)`` (``proj_size`` for H where the
+        LSTM projects), ``(L, E)`` for attention, the input's ``(C, T)`` for a normalization."""
+        if self.kind == "instance_norm":
+            return (FEATURES, LENGTH)
+        if self.kind == "mha":
+            return (LENGTH, EMBED)
+        kwargs = self.kwargs
+        width = kwargs.get("proj_size") or kwargs["hidden_size"]
+        return (LENGTH, width * (2 if kwargs.get("bidirectional") else 1))
+
     def make_batch(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs ``(B, T, F)`` (``(B, C, T)`` for a normalization) and regression targets of the output's shape."""
-        if self.kind == "instance_norm":
-            inputs = torch.randn(batch_size, FEATURES, LENGTH, generator=gen)
-            return inputs, torch.randn(batch_size, FEATURES, LENGTH, generator=gen)
-        inputs = torch.randn(batch_size, LENGTH, self.input_features(), generator=gen)
-        with torch.no_grad():
-            out = LayerModel(self, converted=False)(inputs[:1])
-        return inputs, torch.randn(batch_size, *out.shape[1:], generator=gen)
+        shape = (FEATURES, LENGTH) if self.kind == "instance_norm" else (LENGTH, self.input_features())
+        inputs = torch.randn(batch_size, *shape, generator=gen)
+        return inputs, torch.randn(batch_size, *self.output_shape(), generator=gen)
 
 
 class LayerModel(nn.Module):
