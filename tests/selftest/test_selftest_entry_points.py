@@ -163,13 +163,13 @@ def test_an_added_entry_point_row_comes_first():
     assert expected_entry_point_failure("opacus-hooks", "mlp", "one-batch", "step") is None
 
 
-@pytest.mark.parametrize("row", ENTRY_POINT_MATRIX, ids=lambda row: f"{row.methods[0]}-{row.paths[0]}-{row.checks[0]}")
 def _skip_outside_its_releases(row) -> None:
     if not row.holds_for(Versions.installed()):
         ranges = ", ".join(f"{name}{range_}" for name, range_ in row.ranges().items() if range_)
         pytest.skip(f"the row holds for {ranges}, not the installed releases {Versions.installed()}")
 
 
+@pytest.mark.parametrize("row", ENTRY_POINT_MATRIX, ids=lambda row: f"{row.methods[0]}-{row.paths[0]}-{row.checks[0]}")
 def test_every_entry_point_row_covers_a_trial(row):
     _skip_outside_its_releases(row)
     assert any(trial.expected == row for trial in entry_point_trials()), row
