@@ -26,7 +26,9 @@ import torch
 from harness.benchmarks.cases import BenchmarkTrial
 from harness.benchmarks.records import BATCHED
 from harness.checking.checks import checks_of
+from harness.checking.conversions import Conversion
 from harness.checking.crashes import FaultReports, write_fault_report
+from harness.checking.entry_points import EntryPointTrial
 from harness.checking.profiles import use_profile
 from harness.checking.run_summary import TestOutcome, failure_lines, first_line, markdown_summary
 from harness.checking.support import ExpectedFailure, apply_support_matrix
@@ -110,6 +112,17 @@ def _trial(item: pytest.Item) -> Trial | PropertyTrial | None:
     callspec = getattr(item, "callspec", None)
     trial = callspec.params.get("trial") if callspec is not None else None
     return trial if isinstance(trial, Trial | PropertyTrial) else None
+
+
+def _method(item: pytest.Item) -> str | None:
+    """The method a harness item checks: its trial's (vmap for the batching-rule trials), a
+    ``make_private`` trial's mode's, a conversion's (``opacus-hooks``); None for the others."""
+    trial = _trial(item)
+    if trial is not None:
+        return trial.method or "vmap"
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return next((param.method for param in params if isinstance(param, EntryPointTrial | Conversion)), None)
 
 
 def is_harness_item(item: pytest.Item) -> bool:
@@ -491,8 +504,9 @@ def _selected_methods(config: pytest.Config) -> set[str] | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give harness items their warning filters; leave out ``slow``, ``benchmark``, ``integration``
     and ``distributed`` harness items unless the ``-m`` expression names them, and under ``--psg-methods`` every harness item but
-    those of the named methods and the references (the batching-rule trials are vmap's; the
-    seeds' claims, about built-in methods, are left out)."""
+    those of the named methods and the references (the batching-rule trials are vmap's, a
+    ``make_private`` trial its mode's method's, a conversion ``opacus-hooks``'; the seeds' claims,
+    about built-in methods, are left out)."""
     expression = config.getoption("markexpr") or ""
     left_out = [name for name in OPT_IN if not re.search(rf"\b{name}\b", expression)]
     methods = _selected_methods(config)
@@ -500,9 +514,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if not is_harness_item(item):
             continue
-        trial = _trial(item)
+        method = _method(item)
         if any(item.get_closest_marker(name) for name in left_out) or (
-            methods is not None and (trial is None or (trial.method or "vmap") not in methods)
+            methods is not None and (method is None or method not in methods)
         ):
             dropped.append(item)
         for line in WARNING_FILTERS:

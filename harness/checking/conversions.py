@@ -75,6 +75,12 @@ class Conversion:
         return dict(self.args)
 
     @property
+    def method(self) -> str:
+        """The method ``--psg-methods`` selects a conversion's tests by: Opacus' hooks compute the
+        converted model's per-sample gradients."""
+        return "opacus-hooks"
+
+    @property
     def arguments(self) -> dict[str, Any]:
         """What a support-matrix row's ``when`` sees: the arguments, and ``masks``."""
         return {**self.kwargs, "masks": self.masks}
