@@ -62,12 +62,14 @@ def converter(kind: str) -> Callable[[nn.Module], nn.Module]:
 
 @dataclass(frozen=True)
 class Conversion:
-    """One layer configuration to convert: its kind, constructor arguments and (attention) masks."""
+    """One layer configuration to convert: its kind, constructor arguments and (attention) masks;
+    ``unbatched``: a recurrent layer called on each sample alone, as ``(T, F)``."""
 
     kind: str
     args: tuple[tuple[str, Any], ...]
     masks: str = "none"
     slow: bool = False
+    unbatched: bool = False
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -82,8 +84,8 @@ class Conversion:
 
     @property
     def arguments(self) -> dict[str, Any]:
-        """What a support-matrix row's ``when`` sees: the arguments, and ``masks``."""
-        return {**self.kwargs, "masks": self.masks}
+        """What a support-matrix row's ``when`` sees: the arguments, ``masks`` and ``unbatched``."""
+        return {**self.kwargs, "masks": self.masks, "unbatched": self.unbatched}
 
     @property
     def id(self) -> str:
@@ -98,6 +100,8 @@ class Conversion:
                 parts.append(f"{name}{value}")
         if self.masks != "none":
             parts.append(self.masks)
+        if self.unbatched:
+            parts.append("unbatched")
         return "-".join(parts)
 
     def expected(self, check: str, precision: str = "float64") -> ExpectedFailure | None:
@@ -159,10 +163,17 @@ class LayerModel(nn.Module):
         seq_first = not kwargs.get("batch_first", False)
         if kind == "mha":
             return self._attention(x, seq_first)
+        if self.conversion.unbatched:
+            samples = [self._recurrent(sample, seq_first=False) for sample in x]
+            return {name: torch.stack([sample[name] for sample in samples]) for name in samples[0]}
+        return self._recurrent(x, seq_first)
+
+    def _recurrent(self, x: torch.Tensor, seq_first: bool) -> dict[str, torch.Tensor]:
+        """The output and the last states, batch first (an unbatched call's states have no batch)."""
         out, hidden = self.layer(x.transpose(0, 1) if seq_first else x)
         states = hidden if isinstance(hidden, tuple) else (hidden,)
         named = {"output": out.transpose(0, 1) if seq_first else out}
-        named.update({name: h.transpose(0, 1) for name, h in zip(("h_n", "c_n"), states, strict=False)})
+        named.update({name: h.transpose(0, 1) if h.dim() == 3 else h for name, h in zip(("h_n", "c_n"), states, strict=False)})
         return named
 
     def _attention(self, x: torch.Tensor, seq_first: bool) -> dict[str, torch.Tensor]:
@@ -195,6 +206,10 @@ def check_forward(conversion: Conversion, precision: str = "float64") -> Compari
         with torch.no_grad():
             expected = original.model.outputs(original.inputs)
             got = failing(where, lambda: converted.model.outputs(converted.inputs))
+        for name, t in expected.items():
+            shape = tuple(got[name].shape) if name in got else None
+            if shape != tuple(t.shape):
+                raise MethodOutputError(f"{where} returns {name} of shape {shape}, the original's is {tuple(t.shape)}")
         return assert_close(got, expected, tolerance_for(precision, "drawn"), f"{where}, its outputs,")
 
 
@@ -221,6 +236,8 @@ def check_grads(conversion: Conversion) -> Comparison:
     __tracebackhide__ = True
     if conversion.kind == "instance_norm" and not conversion.kwargs["affine"]:
         raise MethodUnavailable(f"{conversion.id} has no parameters: no per-sample gradients to compare")
+    if conversion.unbatched:
+        raise MethodUnavailable(f"{conversion.id}: a layer called on one sample at a time has no batch to take per-sample gradients over")
     with as_expected(conversion.expected("grads")):
         where = _where(conversion)
         case = failing(where, lambda: build_case(conversion.spec(converted=True), BATCH, "float64", "cpu"))
@@ -247,6 +264,8 @@ def _recurrent(kind: str) -> list[Conversion]:
     if kind == "lstm":
         args = dict(input_size=FEATURES, hidden_size=HIDDEN, batch_first=True, proj_size=2)
         found.append(Conversion(kind, tuple(args.items()), slow=True))
+    args = dict(input_size=FEATURES, hidden_size=HIDDEN, num_layers=2, bidirectional=True)
+    found.append(Conversion(kind, tuple(args.items()), slow=True, unbatched=True))
     return found
 
 

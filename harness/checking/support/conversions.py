@@ -39,6 +39,19 @@ CONVERSION_MATRIX: tuple[ConversionFailure, ...] = (
     ),
     ConversionFailure(
         methods=("opacus",),
+        conversions=("lstm", "gru", "rnn"),
+        checks=("forward",),
+        when=lambda args: args["unbatched"],
+        error=r"returns output of shape \(\d+, \d+, \d+, \d+\), the original's|Dimension out of range",
+        reason=(
+            "DPLSTM, DPGRU and DPRNN take no unbatched (T, F) input, which nn.LSTM, nn.GRU and nn.RNN take: DPLSTM "
+            "and DPRNN return an output with an extra dimension, without an error (wrong shape, not wrong values), "
+            "DPGRU raises an IndexError. docs/findings.md has the repro. " + _SEEN_ON
+        ),
+        opacus=">=1.0",
+    ),
+    ConversionFailure(
+        methods=("opacus",),
         conversions=("lstm",),
         when=lambda args: args.get("proj_size", 0) > 0,
         error=r"size mismatch for weight_hh_l0",
