@@ -180,7 +180,7 @@ OPACUS_LAYERS = Feature("opacus.layers (DPRNN, DPLSTM, DPGRU, DPMultiheadAttenti
 DP_MHA_BATCH_FIRST = Feature(
     "DPMultiheadAttention(batch_first=...)",
     "opacus",
-    "1.5",
+    "1.4.1",
     lambda: _takes(importlib.import_module("opacus.layers").DPMultiheadAttention, "batch_first"),
 )
 FORCE_FUNCTORCH = Feature(

@@ -71,6 +71,8 @@ SERIES_METHODS = {
 #: The pytest arguments of every history run (``-p no:randomly``: the suite's order, as stored).
 RUN_ARGS = ("-p", "no:randomly", "-q", "--psg-raw", "--max-worker-restart", "100000")
 MESSAGE_LIMIT = 400
+#: The property suite's strategy that stacks the other layer kinds.
+STACK = "stack"
 #: The benchmark cases whose instructions per call the torch series counts (``history run
 #: --instructions``): one batch size of each counted model, every method, since callgrind takes
 #: about a minute per case and method set on 2 cores.
@@ -317,11 +319,23 @@ class Transition:
     change: str
     message: str
     tests: tuple[str, ...]
+    models: tuple[str, ...] = ()
+
+
+#: What a message says about one case (``on cpu-float64-mlp-B7-sum (clipped step)``) and its numbers:
+#: left out where transitions are grouped, so one change over several cases is one transition.
+_CASE = re.compile(r" on (cpu|cuda)-[\w.]+-[\w.]+-B\d+(-sum)?( \([^)]*\))?")
+_NUMBER = re.compile(r"\d+(\.\d+)?(e[-+]\d+)?")
+
+
+def message_kind(message: str) -> str:
+    """A message without its case and numbers, at most 160 characters: what a transition groups by."""
+    return _NUMBER.sub("N", _CASE.sub("", message))[:160]
 
 
 def transitions(columns: list[Combination]) -> list[Transition]:
     """Between each two consecutive releases, the tests whose class changed, grouped by test
-    function, method, change and message."""
+    function, method, change and message (without its case and numbers)."""
     found = []
     for old, new in zip(columns, columns[1:], strict=False):
         groups: dict[tuple[str, str, str, str], list[str]] = defaultdict(list)
@@ -329,9 +343,12 @@ def transitions(columns: list[Combination]) -> list[Transition]:
             a, b = old.cells[test], new.cells[test]
             if a.outcome != b.outcome:
                 shown = b if b.outcome != "pass" else a
-                groups[(_function(test), b.field("method"), f"{a.outcome} -> {b.outcome}", shown.message[:160])].append(test)
+                groups[(_function(test), b.field("method"), f"{a.outcome} -> {b.outcome}", message_kind(shown.message))].append(test)
         found += [
-            Transition(new.series, old.release, new.release, function, method, change, message, tuple(tests))
+            Transition(
+                new.series, old.release, new.release, function, method, change, message, tuple(tests),
+                tuple(sorted({new.cells[t].field("model") for t in tests} - {""})),
+            )
             for (function, method, change, message), tests in sorted(groups.items())
         ]
     return found
@@ -466,8 +483,11 @@ def render(combinations: list[Combination], out: Path, counts: dict[str, dict[st
         lines += ["", f"### Transitions ({len(found)})", ""]
         if found:
             lines += markdown_table(
-                ["release", "check", "method", "change", "tests", "message (the failing side)"],
-                [[f"{t.before} → {t.after}", t.function, t.method, t.change, str(len(t.tests)), t.message.replace("|", "\\|")] for t in found],
+                ["release", "check", "method", "change", "tests", "models or layers", "message (the failing side)"],
+                [
+                    [f"{t.before} → {t.after}", t.function, t.method, t.change, str(len(t.tests)), ", ".join(t.models), t.message.replace("|", "\\|")]
+                    for t in found
+                ],
             )
         else:
             lines.append("None: every stored test has the same class on every release.")
@@ -559,16 +579,17 @@ def new(args: argparse.Namespace) -> int:
 
 def _drawn_disagreement(cell: Cell, versions: Versions) -> str | None:
     """A property test's cell against the drawn rows for its layer kind: a failure no row could
-    cover, or a pass where a row covers every configuration of the kind (its ``when`` is None)."""
+    cover, or a pass where a row covers every configuration of the kind (its ``when`` is None). A
+    drawn stack is made of the other kinds, so any row for the method may cover it."""
     method, kind = cell.field("method"), cell.field("model")
     rows = [
         row for row in DRAWN_MATRIX
-        if any(fnmatch.fnmatchcase(kind, pattern) for pattern in row.layers)
+        if (kind == STACK or any(fnmatch.fnmatchcase(kind, pattern) for pattern in row.layers))
         and row._covers(method, cell.field("precision"), cell.field("device"), versions)
     ]
     if cell.outcome in ("wrong", "error", "crash") and not rows:
         return f"{cell.outcome} ({cell.message[:200]}), but no drawn-layer row covers {method} on {kind}"
-    if cell.outcome == "pass" and any(row.when is None for row in rows):
+    if cell.outcome == "pass" and kind != STACK and any(row.when is None for row in rows):
         return f"passes, but a drawn-layer row covers every {kind} for {method} (/{rows[0].error}/)"
     return None
 

@@ -13,6 +13,7 @@ from harness.checking.support.families import (
     MHA_EXPANDED_WEIGHTS,
     MHA_OPACUS_FALLBACK,
     OPACUS_EMBEDDING_FLOAT64,
+    OPACUS_NO_FALLBACK,
     SDPA_VMAP_NO_FALLBACK,
     VMAP_RECURRENT_ERROR,
 )
@@ -22,6 +23,8 @@ from harness.checking.support.families import VMAP_FAMILY as _VMAP_FAMILY
 from harness.checking.support.rows import DrawnFailure
 
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
+    # Old releases first: a model refused as a whole fails so, whatever else its layers would do.
+    DrawnFailure(layers=("conv_transpose2d", "lstm", "mha", "rms_norm"), **OPACUS_NO_FALLBACK),
     DrawnFailure(
         layers=("lstm",),
         **LSTM_VMAP_FLOAT64,
@@ -128,13 +131,33 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         ),
         torch=">=2.0",
     ),
+    DrawnFailure(
+        methods=("opacus-hooks",),
+        layers=("conv3d",),
+        when=lambda layer: layer.kwargs["dilation"] > 1,
+        error=r"dilation=\(\d+, \d+, \d+\) not supported",
+        reason="Opacus before 1.1.1 has no dilated Conv3d in its unfold3d (NotImplementedError; measured on every release 1.0.0 to 1.1.0)",
+        opacus="<1.1.1",
+    ),
+    DrawnFailure(
+        methods=("opacus-hooks",),
+        layers=("conv3d",),
+        precisions=("float64",),
+        when=lambda layer: layer.kwargs["dilation"] > 1,
+        error=r"expected scalar type (Float but found Double|Double but found Float)|expected m1 and m2 to have the same dtype",
+        reason=(
+            "Opacus' unfold3d for a dilated Conv3d builds its dilation index in float32, so a float64 model fails; "
+            "measured on every release 1.1.1 to 1.4.1"
+        ),
+        opacus=">=1.1.1,<1.5",
+    ),
     DrawnFailure(layers=("embedding",), **OPACUS_EMBEDDING_FLOAT64),
     DrawnFailure(
         methods=("opacus-hooks",),
         layers=("embedding",),
         when=lambda layer: layer.kwargs["padding_idx"] is not None,
         **EMBEDDING_PADDING_IGNORED,
-        opacus=">=1.5.3",
+        opacus=">=1.0",
     ),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
@@ -147,10 +170,13 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         methods=("opacus-hooks",),
         layers=("layer_norm",),
         when=lambda layer: not layer.kwargs.get("bias", True),
-        error="'NoneType' object has no attribute 'requires_grad'",
-        reason="Opacus' LayerNorm grad sampler reads layer.bias.requires_grad; LayerNorm(bias=False) has no bias",
+        error="'NoneType' object has no attribute '(requires_grad|dim)'",
+        reason=(
+            "Opacus' LayerNorm grad sampler reads layer.bias (bias.dim() to 1.1.2, bias.requires_grad from 1.1.3); "
+            "LayerNorm(bias=False) has no bias. Measured on every release 1.0.0 to 1.6.0"
+        ),
         torch=">=2.1",  # LayerNorm takes bias from torch 2.1
-        opacus=">=1.5.3",
+        opacus=">=1.0",
     ),
     DrawnFailure(
         methods=_OPACUS + _EXPANDED_WEIGHTS,
@@ -163,8 +189,9 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         reason=(
             "DPMultiheadAttention(add_bias_kv=True, batch_first=True): Opacus' SequenceBias sampler and "
             "functorch fallback mis-size the bias_k/bias_v per-sample gradients; ExpandedWeights has no "
-            "rule for the `repeat` that adds them"
+            "rule for the `repeat` that adds them. Measured on every release 1.4.1 to 1.6.0 (DPMultiheadAttention "
+            "takes batch_first from 1.4.1; the property suite draws it only there)"
         ),
-        opacus=">=1.5.3",
+        opacus=">=1.4.1",
     ),
 )

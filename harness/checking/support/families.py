@@ -40,9 +40,10 @@ LSTM_OPACUS_FALLBACK: dict[str, Any] = {
     "error": "only integer tensors of a single element can be converted to an index",
     "reason": (
         "Opacus' functorch fallback (no grad sampler for nn.LSTM) multiplies the module's "
-        "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM. " + SEEN_ON_BOTH
+        "output by the backprops, but nn.LSTM returns a tuple; Opacus expects its DPLSTM. Since the fallback "
+        "came, in 1.2.0 (measured on every release 1.2.0 to 1.6.0). " + SEEN_ON_BOTH
     ),
-    "opacus": ">=1.5.3",
+    "opacus": ">=1.2",
 }
 
 BACKPACK_EMBEDDING_FLOAT64: dict[str, Any] = {
@@ -77,16 +78,72 @@ EMBEDDING_PADDING_IGNORED: dict[str, Any] = {
     ),
 }
 
+#: Opacus before 1.2: a module without a grad sampler is refused (no functorch fallback yet).
+OPACUS_NO_FALLBACK: dict[str, Any] = {
+    "methods": OPACUS,
+    "error": r"grad sampler is not yet implemented for|Model contains a trainable layer that Opacus doesn't currently support",
+    "reason": (
+        "Opacus before 1.2 computes per-sample gradients only for the modules it has a grad sampler for and "
+        "refuses a model with any other trainable module (nn.MultiheadAttention, nn.LSTM, nn.RMSNorm, "
+        "nn.ConvTranspose2d, BatchNorm, a module with its own nn.Parameter): 'grad sampler is not yet "
+        "implemented' to 1.1.0, its validator's 'Model contains a trainable layer that Opacus doesn't currently "
+        "support' in 1.1.1 to 1.1.3. The functorch fallback for such modules came in 1.2.0. Measured on every "
+        "release 1.0.0 to 1.2.0 (torch 2.14)"
+    ),
+    "link": "https://github.com/meta-pytorch/opacus/pull/445",
+    "opacus": "<1.2",
+}
+
+#: Opacus before 1.3: an empty batch.
+OPACUS_EMPTY_BATCH_RESHAPE: dict[str, Any] = {
+    "precisions": ("float64",),
+    "error": r"cannot reshape tensor of 0 elements into shape \[0, -1",
+    "reason": (
+        "Opacus before 1.3 fails on an empty batch (B=0, which Poisson sampling draws): its convolution and "
+        "embedding grad samplers and its DP optimizer's clipping reshape to [B, -1, ...], ambiguous for B=0. "
+        "Empty batches are supported from 1.3.0 (measured: fails on every release 1.0.0 to 1.2.0)"
+    ),
+    "link": "https://github.com/meta-pytorch/opacus/pull/530",
+    "opacus": "<1.3",
+}
+
+#: Opacus before 1.1.2: a parameter shared by two modules.
+OPACUS_TIED_LIST: dict[str, Any] = {
+    "error": r"'list' object has no attribute 'detach'|stack expects each tensor to be equal size",
+    "reason": (
+        "Opacus before 1.1.2 keeps the per-sample gradients of a parameter shared by two modules as a list "
+        "(one entry per module) instead of summing them, and fails where it reads them (opacus#413, fixed by "
+        "#417 in 1.1.2; measured: fails on every release 1.0.0 to 1.1.1). In float64 its embedding grad sampler "
+        "fails first (the float64 Embedding row)"
+    ),
+    "link": "https://github.com/meta-pytorch/opacus/issues/413",
+    "opacus": "<1.1.2",
+}
+
+#: Opacus 1.2.0: the functorch fallback on a module with its own parameter and child modules.
+OPACUS_FALLBACK_DOUBLE_COUNTS: dict[str, Any] = {
+    "error": r"differs from the reference",
+    "reason": (
+        "wrong result, not an error: Opacus 1.2.0's functorch fallback on a module with both its own "
+        "nn.Parameter and child modules computes the children's per-sample gradients too, while their own hooks "
+        "compute them again, and the two are added up (opacus#510, fixed in 1.3.0; measured: wrong on 1.2.0 "
+        "only)"
+    ),
+    "link": "https://github.com/meta-pytorch/opacus/pull/510",
+    "opacus": "==1.2.0",
+}
+
 #: Opacus before 1.5.4: GradSampleModule's clean-up deletes grad_sample from every parameter.
 OPACUS_CLOSE_DELETES_GRAD_SAMPLE: dict[str, Any] = {
     "error": "'Parameter' object has no attribute 'grad_sample'",
     "reason": (
         "Opacus' clean-up (GradSampleModule._close, to_standard_module) deletes grad_sample from every "
         "parameter and raises where one has none: a frozen parameter, or one ghost clipping computes no "
-        "per-sample gradient for. Seen on Opacus 1.5.3; fixed in 1.5.4 (it deletes only what is there)"
+        "per-sample gradient for. Measured on every release 1.2.0 to 1.5.3 (1.0.0 to 1.1.3 pass); fixed in "
+        "1.5.4 (it deletes only what is there)"
     ),
     "link": "https://github.com/meta-pytorch/opacus/pull/754",
-    "opacus": "<1.5.4",
+    "opacus": ">=1.2,<1.5.4",
 }
 
 #: Opacus before 1.6: its embedding grad sampler in float64.
@@ -123,9 +180,10 @@ MHA_OPACUS_FALLBACK: dict[str, Any] = {
     "error": r"MultiheadAttention.forward\(\) missing 2 required positional arguments",
     "reason": (
         "Opacus' functorch fallback (no grad sampler for nn.MultiheadAttention) calls the module "
-        "with its first input only; Opacus expects its DPMultiheadAttention. " + SEEN_ON_BOTH
+        "with its first input only; Opacus expects its DPMultiheadAttention. Since the fallback came, in 1.2.0 "
+        "(measured on every release 1.2.0 to 1.6.0). " + SEEN_ON_BOTH
     ),
-    "opacus": ">=1.5.3",
+    "opacus": ">=1.2",
 }
 
 MHA_EXPANDED_WEIGHTS: dict[str, Any] = {
