@@ -12,6 +12,19 @@ _SEEN_ON = "Seen on Opacus 1.6.0 with torch 2.14.0"
 CONVERSION_MATRIX: tuple[ConversionFailure, ...] = (
     ConversionFailure(
         methods=("opacus",),
+        conversions=("lstm", "gru", "mha", "instance_norm"),
+        error=r"Weights only load failed",
+        reason=(
+            "ModuleValidator.fix before Opacus 1.5.3 clones the model with torch.load, whose weights_only default "
+            "is True from torch 2.6: every fix fails with an UnpicklingError on torch 2.6 and later (fixed by "
+            "loading with weights_only=False in 1.5.3). Measured with Opacus 1.4.0 on torch 2.14.0"
+        ),
+        link="https://github.com/meta-pytorch/opacus/pull/696",
+        opacus="<1.5.3",
+        torch=">=2.6",
+    ),
+    ConversionFailure(
+        methods=("opacus",),
         conversions=("mha",),
         when=lambda args: args["batch_first"] and args["masks"] in ("attn_mask", "both"),
         error=r"The size of the 2D attn_mask is not correct",
