@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,11 +109,13 @@ def bisect(
 
     def outcome(i: int) -> dict[str, Outcome]:
         if i not in probed:
+            start = time.monotonic()
             probed[i] = probe(candidates[i])
+            seconds = time.monotonic() - start
             if not probed[i]:
                 raise ProbeFailed(f"{candidates[i]}: the selection ran no test (is the environment broken? run tox -e {candidates[i].env})")
             difference = "" if i == good else f"{len(changed(probed[good], probed[i]))} tests differ from the good release"
-            say(f"{candidates[i]}: {counts(probed[i])}" + (f"; {difference}" if difference else "; the good release"))
+            say(f"{candidates[i]}: {counts(probed[i])}" + (f"; {difference}" if difference else "; the good release") + f" ({seconds:.0f} s)")
         return probed[i]
 
     reference = outcome(good)
