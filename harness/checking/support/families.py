@@ -159,20 +159,21 @@ OPACUS_EMBEDDING_FLOAT64: dict[str, Any] = {
     "opacus": "<1.6",
 }
 
-#: torch 2.1 to 2.3: vmap over scaled_dot_product_attention on the CPU.
+#: torch 2.1 and 2.2: vmap over scaled_dot_product_attention on the CPU.
 SDPA_VMAP_NO_FALLBACK: dict[str, Any] = {
     "methods": ("vmap", "vmap-chunked", "functorch"),
     "error": r"Batching rule not implemented for aten::_scaled_dot_product_flash_attention\. We could not generate a fallback",
     "reason": (
         "vmap over nn.MultiheadAttention fails on the CPU: torch 2.1 sends scaled_dot_product_attention to a "
         "new CPU flash-attention kernel that vmap has neither a batching rule nor a fallback for (torch 2.0 "
-        "passes; vmap under torch.compile passes). Measured: fails on 2.1.2, 2.2.2, 2.3.1; 2.4.1 computes "
-        "it by the slow per-sample fallback (the batching-rule row); batching rules for the SDPA kernels "
-        "came with pytorch/pytorch#133964"
+        "passes; vmap under torch.compile passes). Measured by the release history: fails on 2.1.2 and 2.2.2; "
+        "2.3.1 (whose kernel is aten::_scaled_dot_product_flash_attention_for_cpu) and later compute it by the "
+        "slow per-sample fallback (the batching-rule row; an earlier run on 2.3.1 that said it fails was made "
+        "while the zoo changed under it); batching rules for the SDPA kernels came with pytorch/pytorch#133964"
     ),
     "link": "https://github.com/pytorch/pytorch/pull/133964",
     "devices": ("cpu",),
-    "torch": ">=2.1,<2.4",
+    "torch": ">=2.1,<2.3",
 }
 
 MHA_OPACUS_FALLBACK: dict[str, Any] = {
