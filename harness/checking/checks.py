@@ -95,22 +95,30 @@ def check_empty_batch(trial: Trial) -> None:
             assert_close(result, reference, _tolerance(trial), describe(trial.method, case) + quantity.describe(case))
 
 
-def check_drawn(problem: Problem, method: str, precision: str, device: str = "cpu") -> ExpectedFailure | None:
-    """A drawn problem, checked like a zoo case against the float64 oracle.
+def check_drawn(
+    problem: Problem, method: str, precision: str, device: str = "cpu", check: str = "grads"
+) -> ExpectedFailure | None:
+    """A drawn problem's ``check`` (a quantity: the per-sample gradients, their norms, the clipped
+    step), checked like a zoo case against the float64 oracle's.
 
     The support matrix decides per example: where a row covers one of the drawn layers, the
     method must fail with the row's error, and the row is returned; otherwise it must pass.
     Raises :class:`MethodUnavailable` if the method cannot run here.
     """
     __tracebackhide__ = True
-    row = expected_failure_drawn(method, problem, precision, device)
+    row = expected_failure_drawn(method, problem, precision, device, check=check)
     spec = problem.spec()
+    quantity = get_quantity(check)
     try:
         with as_expected(row):
             case = build_case(spec, problem.batch_size, precision, device, problem.loss_reduction)
-            result = run(method, "grads", case)
-            reference = oracle(spec, problem.batch_size)
-            assert_close(result, reference, tolerance_for(precision, spec.numerics), describe(method, case))
+            grads = oracle(spec, problem.batch_size)
+            quantity.prepare(case, grads)
+            result = run(method, quantity.name, case)
+            eps = clip_eps(method) if quantity.name in gives_itself(method) else 0.0
+            reference = quantity.reference(grads, case, eps)
+            where = describe(method, case) + quantity.describe(case)
+            assert_close(quantity.per_sample(result), quantity.per_sample(reference), tolerance_for(precision, spec.numerics), where)
     except HarnessError:
         if row is None:
             raise
@@ -151,7 +159,7 @@ def check_property(trial: PropertyTrial, min_examples: int = 0) -> list[ExampleO
     @given(problem=problems(LAYER_STRATEGIES[trial.layer]))
     def check(problem: Problem) -> None:
         try:
-            outcomes.append(check_drawn(problem, trial.method, trial.precision, trial.device))
+            outcomes.append(check_drawn(problem, trial.method, trial.precision, trial.device, trial.check))
         except MethodUnavailable as exc:
             outcomes.append(exc)
 

@@ -90,6 +90,7 @@ class PropertyTrial:
     method: str
     slow: bool = False
     expected: None = None
+    check: str = "grads"
 
     @property
     def case(self) -> str:
@@ -98,12 +99,13 @@ class PropertyTrial:
 
     @property
     def id(self) -> str:
-        """``cpu-float64-conv2d-vmap``."""
-        return f"{self.case}-{self.method}"
+        """``cpu-float64-conv2d-vmap``; a quantity other than the gradients is named, ``cpu-float64-conv2d-norms-backpack``."""
+        return f"{self.case}-{self.method}" if self.check == "grads" else f"{self.case}-{self.check}-{self.method}"
 
     def fields(self) -> dict[str, str]:
         """What the scorecard needs to place the result (the layer takes the model's place)."""
-        return {"device": self.device, "precision": self.precision, "model": self.layer, "method": self.method}
+        fields = {"device": self.device, "precision": self.precision, "model": self.layer, "method": self.method}
+        return fields if self.check == "grads" else {**fields, "check": self.check}
 
 
 #: Methods too slow for every case of the default run, and the one case they run on there;
@@ -232,6 +234,27 @@ def property_trials() -> Iterator[PropertyTrial]:
                 for method in METHODS:
                     if method not in HEAVY_METHODS and not _is_the_oracle(method, precision, device):
                         yield PropertyTrial(layer, precision, device, method)
+    yield from drawn_quantity_trials()
+
+
+#: The drawn layer kind whose norms and clipped step the default run checks; the others are ``slow``.
+DEFAULT_DRAWN_QUANTITY_LAYER = "conv2d"
+
+
+def drawn_quantity_trials() -> Iterator[PropertyTrial]:
+    """The norms and the clipped step on drawn layers, for the methods that return them themselves
+    (their own computation, not one derived from per-sample gradients), in float64 on each device:
+    on one layer kind in the default run, on every kind under ``slow``."""
+    from harness.problems.strategies import LAYER_STRATEGIES
+
+    for quantity in QUANTITIES:
+        if quantity == "grads":
+            continue
+        for layer in LAYER_STRATEGIES:
+            for device in devices_for("float64"):
+                for method in own_methods(quantity):
+                    slow = layer != DEFAULT_DRAWN_QUANTITY_LAYER
+                    yield PropertyTrial(layer, "float64", device, method, slow=slow, check=quantity)
 
 
 #: Every grid of the correctness suite, by the name a test file asks for it with.

@@ -46,3 +46,15 @@ def mid_bound(norms: torch.Tensor) -> float:
     if k == 0 or not ordered[k - 1] < ordered[k]:
         raise ValueError(f"no bound splits the per-sample norms {ordered.tolist()} into clipped and unclipped samples")
     return float((ordered[k - 1] + ordered[k]) / 2)
+
+
+def clipping_bound(norms: torch.Tensor) -> float:
+    """:func:`mid_bound` where it exists; else (one sample, equal middle norms, as a drawn batch may
+    have) half the smallest non-zero norm, which clips every sample with a gradient, or 1.0 where
+    no sample has one."""
+    try:
+        return mid_bound(norms)
+    except ValueError:
+        positive = norms.detach().to(torch.float64)
+        positive = positive[positive > 0]
+        return float(positive.min() / 2) if len(positive) else 1.0

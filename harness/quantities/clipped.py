@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from harness.core.case import Case
-from harness.core.clipping import clipped_count, clipped_sum, mid_bound, per_sample_norms
+from harness.core.clipping import clipped_count, clipped_sum, clipping_bound, per_sample_norms
 from harness.core.structure import check_structure
 from harness.quantities.base import PerSample, Quantity
 
@@ -26,8 +26,9 @@ class Clipped(Quantity):
         return f"clip{clipped_count(batch_size)}of{batch_size}"
 
     def prepare(self, case: Case, oracle_grads: Mapping[str, torch.Tensor]) -> None:
-        """C halfway between the oracle's two middle per-sample norms."""
-        case.max_grad_norm = mid_bound(per_sample_norms(oracle_grads))
+        """C halfway between the oracle's two middle per-sample norms (where a drawn batch has no
+        such split, a bound that clips every sample: :func:`clipping_bound`)."""
+        case.max_grad_norm = clipping_bound(per_sample_norms(oracle_grads))
 
     def validate(self, result: Any, case: Case, where: str) -> PerSample:
         """Names, shapes ``param.shape``, finite values, no less precise than the case computes in."""

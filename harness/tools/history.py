@@ -581,10 +581,11 @@ def _drawn_disagreement(cell: Cell, versions: Versions) -> str | None:
     """A property test's cell against the drawn rows for its layer kind: a failure no row could
     cover, or a pass where a row covers every configuration of the kind (its ``when`` is None). A
     drawn stack is made of the other kinds, so any row for the method may cover it."""
-    method, kind = cell.field("method"), cell.field("model")
+    method, kind, check = cell.field("method"), cell.field("model"), cell.field("check") or "grads"
     rows = [
         row for row in DRAWN_MATRIX
-        if (kind == STACK or any(fnmatch.fnmatchcase(kind, pattern) for pattern in row.layers))
+        if check in row.checks
+        and (kind == STACK or any(fnmatch.fnmatchcase(kind, pattern) for pattern in row.layers))
         and row._covers(method, cell.field("precision"), cell.field("device"), versions)
     ]
     if cell.outcome in ("wrong", "error", "crash") and not rows:

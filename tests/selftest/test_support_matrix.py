@@ -63,7 +63,9 @@ def _draws_a_covered_layer(row: DrawnFailure) -> bool:
     covered_trials = [
         trial
         for trial in GRIDS["property"]()
-        if trial.device == "cpu" and row._covers(trial.method, trial.precision, "cpu", torch.__version__)
+        if trial.device == "cpu"
+        and trial.check in row.checks
+        and row._covers(trial.method, trial.precision, "cpu", torch.__version__)
     ]
     for strategy in dict.fromkeys(trial.layer for trial in covered_trials):
         if strategy != "stack" and not _hit(strategy, row.layers):
@@ -73,7 +75,8 @@ def _draws_a_covered_layer(row: DrawnFailure) -> bool:
             find(
                 LAYER_STRATEGIES[strategy],
                 lambda layers, trial=trial: any(
-                    row.applies(trial.method, layer, trial.precision, "cpu", torch.__version__) for layer in layers
+                    row.applies(trial.method, layer, trial.precision, "cpu", torch.__version__, trial.check)
+                    for layer in layers
                 ),
                 settings=SEARCH,
             )
@@ -93,8 +96,8 @@ def test_a_drawn_row_that_no_draw_meets_is_caught():
 def test_each_kind_of_row_refuses_what_it_cannot_honour():
     with pytest.raises(TypeError, match="when"):
         ZooFailure(methods=("vmap",), models=("mlp",), error="e", reason="r", when=lambda layer: True)
-    with pytest.raises(TypeError, match="checks"):
-        DrawnFailure(methods=("vmap",), layers=("conv2d",), error="e", reason="r", checks=("norms",))
+    with pytest.raises(ValueError, match=r"unknown checks \['batching-rule'\]"):
+        DrawnFailure(methods=("vmap",), layers=("conv2d",), error="e", reason="r", checks=("batching-rule",))
     with pytest.raises(ValueError, match=r"\['conv9d'\] name no drawn layer kind"):
         DrawnFailure(methods=("vmap",), layers=("conv9d",), error="e", reason="r")
     with pytest.raises(ValueError, match=r"unknown checks \['speed'\]"):

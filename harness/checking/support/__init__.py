@@ -104,15 +104,20 @@ def expected_failure(
 
 
 def expected_failure_drawn(
-    method: str, problem: Problem, precision: str, device: str, torch_version: str | Versions | None = None
+    method: str,
+    problem: Problem,
+    precision: str,
+    device: str,
+    torch_version: str | Versions | None = None,
+    check: str = "grads",
 ) -> DrawnFailure | None:
-    """The drawn-layer row covering a drawn problem: the first that covers any of its layers, the
-    rows a plugin added before the built-in ones."""
+    """The drawn-layer row covering a drawn problem checked for ``check`` (a quantity): the first
+    that covers any of its layers, the rows a plugin added before the built-in ones."""
     if not _applied:
         return None
     versions = Versions.of(torch_version)
     for row in (*_ADDED_DRAWN, *DRAWN_MATRIX):
-        if any(row.applies(method, layer, precision, device, versions) for layer in problem.layers):
+        if any(row.applies(method, layer, precision, device, versions, check) for layer in problem.layers):
             return row
     return None
 

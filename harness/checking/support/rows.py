@@ -111,21 +111,30 @@ class ZooFailure(ExpectedFailure):
 @dataclass(frozen=True, kw_only=True)
 class DrawnFailure(ExpectedFailure):
     """A row about drawn layers (``layers``: layer kinds the property suite draws), narrowed to the
-    configurations ``when`` accepts. Drawn problems are checked on their per-sample gradients."""
+    configurations ``when`` accepts, for the quantities ``checks`` names (every one by default: a
+    method that fails to compute per-sample gradients fails their norms and clipped step too)."""
 
     layers: tuple[str, ...]
     when: Callable[[Layer], bool] | None = field(default=None, compare=False)
+    checks: tuple[str, ...] = tuple(QUANTITIES)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         unknown = [p for p in self.layers if not any(fnmatch.fnmatchcase(kind, p) for kind in LAYER_KINDS)]
         if unknown:
             raise ValueError(f"support-matrix row: {unknown} name no drawn layer kind; known: {', '.join(LAYER_KINDS)}")
+        unknown_checks = [c for c in self.checks if c not in QUANTITIES]
+        if unknown_checks:
+            raise ValueError(f"drawn-layer row for {self.layers}: unknown checks {unknown_checks}; known: {', '.join(QUANTITIES)}")
 
-    def applies(self, method: str, layer: Layer, precision: str, device: str, versions: Versions | str) -> bool:
-        """Whether this row covers a drawn layer (``versions``: the releases, or torch's version alone)."""
+    def applies(
+        self, method: str, layer: Layer, precision: str, device: str, versions: Versions | str, check: str = "grads"
+    ) -> bool:
+        """Whether this row covers a drawn layer checked for ``check`` (a quantity; ``versions``: the
+        releases, or torch's version alone)."""
         return (
-            _hit(layer.kind, self.layers)
+            check in self.checks
+            and _hit(layer.kind, self.layers)
             and self._covers(method, precision, device, versions)
             and (self.when is None or self.when(layer))
         )
