@@ -219,14 +219,15 @@ def run_combination(release: Release, series: str, store: Path, workers: str, lo
 
 def run_counts(release: Release, store: Path, log: Path) -> Path:
     """Count the instructions per call of :data:`COUNTED_SELECTION` in the release's environment
-    (``-m benchmark --instructions``, valgrind's callgrind) and store them."""
+    (``-m benchmark --instructions``, valgrind's callgrind) and store them. ``-n 0``: tox's command
+    runs under pytest-xdist, which the benchmarks refuse."""
     from harness.tools.report import read_benchmarks
 
     with tempfile.TemporaryDirectory(prefix="psg-history-") as workdir:
         bench = Path(workdir) / "bench.json"
         start = time.monotonic()
-        command = [sys.executable, "-m", "tox", "-e", release.env, "--", "-p", "no:randomly", "-q", "-m", "benchmark",
-                   "--instructions", "-k", COUNTED_SELECTION, f"--benchmark-json={bench}"]
+        command = [sys.executable, "-m", "tox", "-e", release.env, "--", "-p", "no:randomly", "-q", "-n", "0",
+                   "-m", "benchmark", "--instructions", "-k", COUNTED_SELECTION, f"--benchmark-json={bench}"]
         with log.open("a") as out:
             subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
         if not bench.exists():
