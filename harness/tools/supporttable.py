@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.checking.support import ExpectedFailure, expected_failure
@@ -22,7 +23,7 @@ from harness.methods import BUILT_IN, gives_itself, methods_for
 from harness.problems.zoo import MODELS
 from harness.quantities import QUANTITIES
 
-BEGIN, END = "<!-- support-table -->", "<!-- /support-table -->"
+BEGIN, END = "<!-- support-table -->", "<!-- /support-table -->"  # BLOCK's markers
 #: The precisions the table shows (the CPU's).
 TABLE_PRECISIONS = ("float64", "float32", "bf16")
 
@@ -109,28 +110,55 @@ def support_table(methods: Sequence[str] = BUILT_IN, versions: Versions = DEFAUL
     return "\n".join(lines)
 
 
-def _block() -> str:
-    return f"{BEGIN}\n{support_table()}\n{END}"
+@dataclass(frozen=True)
+class MarkedBlock:
+    """A generated block of a Markdown file, between ``<!-- name -->`` and ``<!-- /name -->``."""
+
+    name: str
+
+    @property
+    def begin(self) -> str:
+        return f"<!-- {self.name} -->"
+
+    @property
+    def end(self) -> str:
+        return f"<!-- /{self.name} -->"
+
+    def of(self, text: str) -> str | None:
+        """The block in ``text``, markers included, or None if it has none."""
+        match = re.search(re.escape(self.begin) + r".*?" + re.escape(self.end), text, flags=re.S)
+        return match.group(0) if match else None
+
+    def around(self, content: str) -> str:
+        """``content`` between the markers."""
+        return f"{self.begin}\n{content}\n{self.end}"
+
+    def main(self, argv: Sequence[str] | None, generate: Callable[[], str], prog: str, description: str) -> int:
+        """Print what ``generate`` gives, or (``--write FILE``) replace the block in FILE with it."""
+        parser = argparse.ArgumentParser(prog=prog, description=description)
+        parser.add_argument("--write", metavar="FILE", type=Path, help="replace the block between the markers in FILE")
+        args = parser.parse_args(argv)
+        if args.write is None:
+            print(generate())
+            return 0
+        text = args.write.read_text() if args.write.is_file() else ""
+        old = self.of(text)
+        if old is None:
+            print(f"error: {args.write} has no {self.begin} ... {self.end} block to replace", file=sys.stderr)
+            return 2
+        args.write.write_text(text.replace(old, self.around(generate())))
+        print(f"wrote the {self.name.replace('-', ' ')} to {args.write}")
+        return 0
+
+
+BLOCK = MarkedBlock("support-table")
 
 
 def readme_block(text: str) -> str | None:
     """The support-table block of a README's text, markers included, or None if it has none."""
-    match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, flags=re.S)
-    return match.group(0) if match else None
+    return BLOCK.of(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m harness support-table [--write FILE]``."""
-    parser = argparse.ArgumentParser(prog="python -m harness support-table", description=__doc__.splitlines()[0])
-    parser.add_argument("--write", metavar="FILE", type=Path, help="replace the table between the markers in FILE")
-    args = parser.parse_args(argv)
-    if args.write is None:
-        print(support_table())
-        return 0
-    text = args.write.read_text() if args.write.is_file() else ""
-    if readme_block(text) is None:
-        print(f"error: {args.write} has no {BEGIN} ... {END} block to replace", file=sys.stderr)
-        return 2
-    args.write.write_text(text.replace(readme_block(text), _block()))
-    print(f"wrote the support table to {args.write}")
-    return 0
+    return BLOCK.main(argv, support_table, "python -m harness support-table", __doc__.splitlines()[0])
