@@ -44,14 +44,21 @@ def _instance_norm(**kwargs: Any) -> nn.Module:
     return (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[dims - 1](**kwargs)
 
 
+#: The drawn arguments of an ``nn.EmbeddingBag`` that its forward call takes, not its constructor:
+#: ``layout`` ("2d": bags of one size as rows; "offsets": the ids flat, with offsets), ``bags``
+#: (where each bag starts in a sample's ids) and ``weighted`` (``per_sample_weights`` by position).
+BAG_CALL = ("layout", "bags", "weighted")
+
+
 @dataclass(frozen=True)
 class LayerKind:
     """How to build a kind of layer and how to call it on a batch-first input."""
 
     build: Callable[..., nn.Module]
-    call: str = "plain"  # "plain": layer(x); "first": layer(x)[0]; "self_attention": layer(x, x, x)[0]
+    call: str = "plain"  # "plain": layer(x); "first": layer(x)[0]; "self_attention": layer(x, x, x)[0]; "bags"
     takes_indices: bool = False
     needs: tuple[Feature, ...] = ()  # what the installed releases must have to build it
+    call_args: tuple[str, ...] = ()  # drawn arguments of the forward call, not of the constructor
 
     def missing(self) -> str | None:
         """None where the installed releases can build it; else why not (the property test's skip reason)."""
@@ -64,8 +71,11 @@ LAYER_KINDS: dict[str, LayerKind] = {
     "conv1d": LayerKind(nn.Conv1d),
     "conv2d": LayerKind(nn.Conv2d),
     "conv3d": LayerKind(nn.Conv3d),
+    "conv_transpose1d": LayerKind(nn.ConvTranspose1d),
     "conv_transpose2d": LayerKind(nn.ConvTranspose2d),
+    "conv_transpose3d": LayerKind(nn.ConvTranspose3d),
     "embedding": LayerKind(nn.Embedding, takes_indices=True),
+    "embedding_bag": LayerKind(nn.EmbeddingBag, call="bags", takes_indices=True, call_args=BAG_CALL),
     "layer_norm": LayerKind(nn.LayerNorm),
     "rms_norm": LayerKind(_torch_layer("RMSNorm"), needs=(RMS_NORM,)),
     "group_norm": LayerKind(nn.GroupNorm),
@@ -98,32 +108,73 @@ class Layer:
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """The constructor's keyword arguments."""
+        """The drawn arguments, the forward call's (``call_args``) included."""
         return dict(self.args)
+
+    def each(self, name: str) -> tuple[int, ...]:
+        """A per-dimension argument (``dilation=2`` or ``(1, 2)``) as one value per spatial dimension."""
+        value = self.kwargs[name]
+        return tuple(value) if isinstance(value, tuple) else (value,) * (len(self.in_shape) - 1)
+
+    @property
+    def has_parameters(self) -> bool:
+        """Whether the layer has parameters (a normalization may be drawn without)."""
+        return bool(self.kwargs.get("elementwise_affine", self.kwargs.get("affine", True)))
 
     def build(self) -> nn.Module:
         """A freshly initialised module (under the caller's RNG seed)."""
-        return LAYER_KINDS[self.kind].build(**self.kwargs)
+        kind = LAYER_KINDS[self.kind]
+        return kind.build(**{k: v for k, v in self.args if k not in kind.call_args})
+
+
+def _bags(layer: nn.Module, x: torch.Tensor, layout: str, bags: tuple[int, ...], weighted: bool) -> torch.Tensor:
+    """An ``nn.EmbeddingBag`` over each sample's ids (``(B, L)``) in ``len(bags)`` bags, starting at
+    ``bags``: as rows of a 2-D input or flat with offsets; ``(B, bags, dim)``, per sample."""
+    batch, length = x.shape
+    kwargs = {}
+    if weighted:
+        weights = torch.linspace(0.5, 1.5, length, dtype=layer.weight.dtype, device=x.device).expand(batch, length)
+        kwargs["per_sample_weights"] = weights.reshape(batch * len(bags), -1) if layout == "2d" else weights.reshape(-1)
+    if layout == "2d":
+        out = layer(x.reshape(batch * len(bags), -1), **kwargs)
+    else:
+        starts = torch.arange(batch, device=x.device)[:, None] * length + torch.tensor(bags, device=x.device)
+        offsets = starts.reshape(-1)
+        if layer.include_last_offset:
+            offsets = torch.cat([offsets, offsets.new_full((1,), batch * length)])
+        out = layer(x.reshape(-1), offsets, **kwargs)
+    return out.reshape(batch, len(bags), -1)
 
 
 class DrawnModel(nn.Module):
-    """The drawn layers applied in turn, with ``tanh`` between them."""
+    """The drawn layers applied in turn, with ``tanh`` between them, on a batch-first input: a
+    layer drawn with ``batch_first=False`` gets its input and gives its output transposed."""
 
     def __init__(self, layers: tuple[Layer, ...]) -> None:
         super().__init__()
         self.calls = tuple(LAYER_KINDS[layer.kind].call for layer in layers)
+        self.options = tuple({k: layer.kwargs[k] for k in LAYER_KINDS[layer.kind].call_args} for layer in layers)
+        self.transposed = tuple(not layer.kwargs.get("batch_first", True) for layer in layers)
         self.layers = nn.ModuleList(layer.build() for layer in layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, (call, layer) in enumerate(zip(self.calls, self.layers, strict=True)):
+        for i, (call, options, transposed, layer) in enumerate(
+            zip(self.calls, self.options, self.transposed, self.layers, strict=True)
+        ):
             if i:
                 x = torch.tanh(x)
+            if transposed:
+                x = x.transpose(0, 1)
             if call == "plain":
                 x = layer(x)
             elif call == "first":
                 x = layer(x)[0]
+            elif call == "bags":
+                x = _bags(layer, x, **options)
             else:
                 x = layer(x, x, x, need_weights=False)[0]
+            if transposed:
+                x = x.transpose(0, 1)
         return x
 
 
@@ -159,13 +210,20 @@ class Problem:
     def make_batch(self, batch_size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs valid for the first layer (token ids for an embedding) and regression targets.
 
-        Token sequences end in the padding index where the embedding has one, so its (zero)
-        gradient is always exercised.
+        Token sequences repeat their first id (where they have two), and end in the padding index
+        where the embedding has one (and hold it nowhere else), so its (zero) gradient is always
+        exercised: a sequence of 3 or more, or of 2 without padding, holds an id twice.
         """
         first = self.layers[0]
         if LAYER_KINDS[first.kind].takes_indices:
-            inputs = torch.randint(first.kwargs["num_embeddings"], (batch_size, *first.in_shape), generator=gen)
-            if first.kwargs.get("padding_idx") is not None:
+            padding = first.kwargs.get("padding_idx")
+            ids = first.kwargs["num_embeddings"] - (padding is not None)
+            inputs = torch.randint(ids, (batch_size, *first.in_shape), generator=gen)
+            if padding is not None:
+                inputs += inputs >= padding  # every id but the padding index
+            if first.in_shape[-1] >= 2:
+                inputs[:, 1] = inputs[:, 0]  # a repeated id: its rows' gradients add up
+            if padding is not None:
                 inputs[:, -1] = first.kwargs["padding_idx"]  # padded sequences end in the padding token
         else:
             inputs = torch.randn(batch_size, *first.in_shape, generator=gen)

@@ -19,7 +19,7 @@ SEEN_ON_2_14 = "Seen on torch 2.14.0 with Opacus 1.6.0 and BackPACK 1.7.1; the r
 #: Each of these is one failure, seen on a zoo model and on a drawn layer: the fields of both rows
 #: but their models or layers (and a drawn row's ``when``).
 #: What vmap raises over a recurrent layer it cannot batch (nn.LSTM in float64, nn.RNN and nn.GRU always).
-VMAP_RECURRENT_ERROR = r"output with shape \[1, \d+\] doesn't match the broadcast shape"
+VMAP_RECURRENT_ERROR = r"output with shape \[\d+, \d+\] doesn't match the broadcast shape"
 
 LSTM_VMAP_FLOAT64: dict[str, Any] = {
     "methods": VMAP_FAMILY + OPACUS,
@@ -62,7 +62,7 @@ BACKPACK_NO_EXTENSION: dict[str, Any] = {
     "error": "returned no gradient for|BatchL2Grad computed nothing for",
     "reason": (
         "BackPACK has no first-order extension for GroupNorm, LayerNorm, RMSNorm, InstanceNorm, "
-        "MultiheadAttention, GRU, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
+        "MultiheadAttention, GRU, EmbeddingBag, or Opacus' DP layers (RNNLinear cells, SequenceBias): their parameters "
         "get no grad_batch / batch_l2, with only a warning. " + SEEN_ON_BOTH
     ),
     "backpack": ">=1.6",
