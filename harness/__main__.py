@@ -12,6 +12,7 @@ COMMANDS = {
     "same-verdicts": ("harness.tools.verdicts", "check that several runs of one suite gave every test the same outcome"),
     "measure-tolerances": ("harness.tools.tolerance_survey", "measure each method's worst error against the oracle (the tolerance table's numbers)"),
     "support-table": ("harness.tools.supporttable", "print or write the README's support table"),
+    "argument-table": ("harness.tools.argumenttable", "print or write the README's table of what the property suite draws"),
     "history": ("harness.tools.history", "run the suite on every release combination, store it, show it (docs/history.md), check it against the support matrix"),
     "bisect": ("harness.tools.bisect", "the first torch, Opacus or BackPACK release where the selected tests' outcomes change"),
 }
