@@ -225,6 +225,37 @@ def test_raw_runs_expect_no_failure(raw):
     assert expected_failure_drawn("expanded-weights", conv3d(2, 2), "float64", "cpu") is None
 
 
+def _calls_until_it_fails(method) -> int:
+    """How many times the property check of linear layers calls a method that is always wrong."""
+    from harness import get_method
+    from harness.checking.checks import check_property
+    from harness.checking.trials import PropertyTrial
+    from harness.core.errors import ToleranceError
+
+    calls = []
+
+    def doubled(case):
+        calls.append(case.batch_size)
+        return {name: 2 * g for name, g in get_method("vmap")(case).items()}
+
+    method(doubled)
+    with pytest.raises(ToleranceError):
+        check_property(PropertyTrial("linear", "float64", "cpu", "selftest"))
+    return len(calls)
+
+
+def test_a_raw_run_does_not_shrink_a_failing_drawn_example(method):
+    """Under --psg-raw a property test keeps its outcome, not its smallest example: Hypothesis
+    stops at the first failure (and replays it once) instead of shrinking it, as it does otherwise."""
+    shrunk = _calls_until_it_fails(method)
+    apply_support_matrix(False)
+    try:
+        raw = _calls_until_it_fails(method)
+    finally:
+        apply_support_matrix(True)
+    assert raw <= 2 < shrunk, (raw, shrunk)
+
+
 def test_outside_raw_runs_the_rows_apply_again():
     apply_support_matrix(False)
     apply_support_matrix(True)

@@ -45,6 +45,11 @@ def apply_support_matrix(applied: bool) -> None:
     _applied = applied
 
 
+def support_matrix_applied() -> bool:
+    """Whether the rows turn failures into expected ones (False under ``--psg-raw``)."""
+    return _applied
+
+
 #: Rows a plugin added for its own methods (:func:`add_expected_failures`), consulted before the built-in ones.
 _ADDED_ZOO: list[ZooFailure] = []
 _ADDED_DRAWN: list[DrawnFailure] = []
