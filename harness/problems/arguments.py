@@ -31,6 +31,10 @@ SCALE_BY_FREQUENCY = (
     "gradient differ whenever two samples share an id, which depends on the batch drawn, not on the layer "
     "(Opacus and ExpandedWeights ignore it, BackPACK refuses it: docs/findings.md)"
 )
+EVAL_MODE = (
+    "True, in eval mode (drawn running statistics): in training, or without them, it normalizes by the "
+    "batch's statistics, so one sample's gradient depends on the others"
+)
 RUNNING_STATS = "updates running statistics in the forward: a change to the model that no method may make"
 
 
@@ -217,6 +221,17 @@ ARGUMENTS: dict[str, KindArguments] = {
             _norm_affine("affine"),
             _drawn("bias", "True, False with affine (where torch takes it)"),
             _not("track_running_stats, momentum", RUNNING_STATS),
+            _not("eps", EPS),
+        ),
+    ),
+    "batch_norm": KindArguments(
+        ("nn.BatchNorm1d", "nn.BatchNorm2d", "nn.BatchNorm3d"),
+        (
+            _drawn("(dimensions), num_features", "a vector or 1-3 spatial dimensions of 1-7, 1-4 channels"),
+            _drawn("bias", "True, False (where torch takes it)"),
+            _not("affine", "True only: BatchNorm is drawn alone"),
+            _not("track_running_stats", EVAL_MODE),
+            _not("momentum", "used in training only"),
             _not("eps", EPS),
         ),
     ),

@@ -44,6 +44,17 @@ def _instance_norm(**kwargs: Any) -> nn.Module:
     return (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)[dims - 1](**kwargs)
 
 
+def _batch_norm(**kwargs: Any) -> nn.Module:
+    """``nn.BatchNorm{1,2,3}d`` (``dims``: spatial dimensions, 0 and 1 both 1d) with drawn running
+    statistics, so that the eval-mode normalization is not the identity."""
+    dims = kwargs.pop("dims")
+    layer = (nn.BatchNorm1d, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)[dims](**kwargs)
+    with torch.no_grad():
+        layer.running_mean.uniform_(-0.5, 0.5)
+        layer.running_var.uniform_(0.5, 2.0)
+    return layer
+
+
 #: The drawn arguments of an ``nn.EmbeddingBag`` that its forward call takes, not its constructor:
 #: ``layout`` ("2d": bags of one size as rows; "offsets": the ids flat, with offsets), ``bags``
 #: (where each bag starts in a sample's ids) and ``weighted`` (``per_sample_weights`` by position).
@@ -59,6 +70,7 @@ class LayerKind:
     takes_indices: bool = False
     needs: tuple[Feature, ...] = ()  # what the installed releases must have to build it
     call_args: tuple[str, ...] = ()  # drawn arguments of the forward call, not of the constructor
+    eval_mode: bool = False  # the model runs in eval mode (BatchNorm by its running statistics)
 
     def missing(self) -> str | None:
         """None where the installed releases can build it; else why not (the property test's skip reason)."""
@@ -80,6 +92,7 @@ LAYER_KINDS: dict[str, LayerKind] = {
     "rms_norm": LayerKind(_torch_layer("RMSNorm"), needs=(RMS_NORM,)),
     "group_norm": LayerKind(nn.GroupNorm),
     "instance_norm": LayerKind(_instance_norm),
+    "batch_norm": LayerKind(_batch_norm, eval_mode=True),
     "rnn": LayerKind(nn.RNN, call="first"),
     "lstm": LayerKind(nn.LSTM, call="first"),
     "gru": LayerKind(nn.GRU, call="first"),
@@ -238,6 +251,7 @@ class Problem:
             make_batch=self.make_batch,
             loss=squared_error,
             batch_sizes=(self.batch_size,),
+            train_mode=not any(LAYER_KINDS[layer.kind].eval_mode for layer in self.layers),
             numerics="drawn" if len(self.layers) == 1 else "drawn-stack",
             key=self,
         )

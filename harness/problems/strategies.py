@@ -247,6 +247,16 @@ def instance_norm(draw: st.DrawFn, dims: int | None = None, in_shape: Shape | No
 
 
 @st.composite
+def batch_norm(draw: st.DrawFn) -> Layer:
+    """``nn.BatchNorm{1,2,3}d`` in eval mode (by its running statistics) on vectors or 1 to 3
+    spatial dimensions, with or without a bias (where torch takes it)."""
+    dims = draw(st.integers(0, 3))
+    in_shape = (draw(st.integers(1, 4)), *_spatial(draw, dims)) if dims else (draw(st.integers(1, 4)),)
+    args = dict(dims=dims, num_features=in_shape[0], **_norm_parameters(draw, optional=False))
+    return Layer("batch_norm", tuple(args.items()), in_shape, in_shape)
+
+
+@st.composite
 def recurrent(draw: st.DrawFn, kind: str = "lstm") -> Layer:
     """``nn.RNN``/``LSTM``/``GRU`` or Opacus' ``DP*`` twin: layers, bias, direction, layout; the
     RNNs' nonlinearity, the LSTM's projection."""
@@ -342,6 +352,7 @@ LAYER_STRATEGIES: dict[str, st.SearchStrategy[tuple[Layer, ...]]] = {
     "rms_norm": _single(rms_norm()),
     "group_norm": _single(group_norm()),
     "instance_norm": _single(instance_norm()),
+    "batch_norm": _single(batch_norm()),
     **{kind: _single(recurrent(kind)) for kind in ("rnn", "lstm", "gru", "dp_rnn", "dp_lstm", "dp_gru")},
     "mha": _single(attention("mha")),
     "dp_mha": _single(attention("dp_mha")),

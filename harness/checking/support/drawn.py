@@ -9,6 +9,7 @@ from typing import Any
 from harness.checking.support.families import (
     BACKPACK_EMBEDDING_FLOAT64,
     BACKPACK_NO_EXTENSION,
+    BATCHNORM_EXPANDED_WEIGHTS,
     EMBEDDING_PADDING_IGNORED,
     LSTM_OPACUS_FALLBACK,
     LSTM_VMAP_FLOAT64,
@@ -16,6 +17,7 @@ from harness.checking.support.families import (
     MHA_OPACUS_FALLBACK,
     OPACUS_EMBEDDING_FLOAT64,
     OPACUS_NO_FALLBACK,
+    OPACUS_REFUSES_BATCHNORM,
     SDPA_VMAP_NO_FALLBACK,
     VMAP_RECURRENT_ERROR,
 )
@@ -113,7 +115,46 @@ _GHOST_EMBEDDING_PADDING: dict[str, Any] = dict(
 
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     # Old releases first: a model refused as a whole fails so, whatever else its layers would do.
-    DrawnFailure(layers=(*_TRANSPOSED, "lstm", "mha", "rms_norm"), **OPACUS_NO_FALLBACK),
+    DrawnFailure(layers=(*_TRANSPOSED, "lstm", "mha", "rms_norm", "batch_norm"), **OPACUS_NO_FALLBACK),
+    DrawnFailure(
+        methods=("*",),
+        layers=("conv_transpose1d",),
+        precisions=("float32",),
+        when=lambda layer: layer.kwargs["groups"] > 1 and layer.each("kernel_size") == (1,),
+        error="could not construct a memory descriptor using a format tag",
+        reason=(
+            "torch 2.0's oneDNN cannot run a grouped ConvTranspose1d with a 1-wide kernel in float32 (the forward "
+            "fails, for every method). Seen on torch 2.0.1; 2.14.0 passes (2.1 to 2.13 not run)"
+        ),
+        torch="==2.0.*",
+    ),
+    DrawnFailure(
+        methods=("opacus-hooks", "opacus-ghost", "opacus-dpoptimizer"),
+        layers=("embedding_bag",),
+        precisions=("float64",),
+        when=_one_plain_bag,
+        error=r"in float32, less precise than the case's float64|assigned grad has data of a different type",
+        reason=(
+            "Opacus' EmbeddingBag grad sampler builds its per-sample gradients in float32 (torch.zeros without a "
+            "dtype, as its embedding sampler did: fixed for both in 1.6.0). Seen on Opacus 1.5.3 (torch 2.0.1); "
+            "other releases before 1.6.0 not run"
+        ),
+        opacus="==1.5.3",
+    ),
+    DrawnFailure(
+        methods=("opacus-ghost",),
+        layers=("embedding",),
+        precisions=("float64",),
+        error=r"index_add_\(\): self \(Float\) and source \(Double\) must have the same scalar type",
+        reason=(
+            "Opacus' ghost clipping norm sampler for nn.Embedding adds float64 values into a float32 buffer, as its "
+            "grad sampler did (fixed for both in 1.6.0). Seen on Opacus 1.5.3 (torch 2.0.1); other releases before "
+            "1.6.0 not run"
+        ),
+        opacus="==1.5.3",
+    ),
+    DrawnFailure(layers=("batch_norm",), **OPACUS_REFUSES_BATCHNORM),
+    DrawnFailure(layers=("batch_norm",), **BATCHNORM_EXPANDED_WEIGHTS),
     DrawnFailure(
         layers=("lstm",),
         **LSTM_VMAP_FLOAT64,
@@ -126,10 +167,11 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         error=VMAP_RECURRENT_ERROR,
         reason=(
             "vmap over nn.LSTM(proj_size > 0) fails on the CPU in float32 too (without a projection only in "
-            "float64); Opacus has no grad sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.14.0"
+            "float64); Opacus has no grad sampler for nn.LSTM and falls back to the same vmap. Seen on torch 2.0.1 "
+            "and 2.14.0 (2.1 to 2.13 not run)"
         ),
         devices=("cpu",),
-        torch=">=2.14",
+        torch=">=2.0",
     ),
     DrawnFailure(
         layers=("lstm",),
@@ -275,8 +317,8 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         methods=_EXPANDED_WEIGHTS,
         layers=("embedding_bag",),
         error="Expanded Weights encountered but cannot handle function embedding_bag",
-        reason="ExpandedWeights has no rule for embedding_bag. Seen on torch 2.14.0",
-        torch=">=2.14",
+        reason="ExpandedWeights has no rule for embedding_bag. Seen on torch 2.0.1 and 2.14.0 (2.1 to 2.13 not run)",
+        torch=">=2.0",
     ),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
@@ -429,9 +471,9 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "wrong result, not an error: Opacus' convolution grad sampler (and ghost clipping's norm sampler) "
             "unfolds the input with zeros whatever the padding_mode, so a convolution padding by reflect, "
             "replicate or circular gets wrong per-sample gradients and norms (opacus-functorch is right). Seen on "
-            "Opacus 1.6.0 with torch 2.14.0"
+            "Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0); earlier releases not run"
         ),
-        opacus=">=1.6",
+        opacus=">=1.5.3",
     ),
     DrawnFailure(
         methods=("opacus-hooks", "opacus-ghost", "opacus-dpoptimizer"),
@@ -439,7 +481,8 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         when=lambda layer: not _one_plain_bag(layer),
         error=(
             r"not enough values to unpack|index \d+ is out of bounds|returned (norms of )?shape|The size of tensor a"
-            r"|differs from the reference"
+            r"|differs from the reference|in float32, less precise than the case's float64|assigned grad has data of a"
+            r" different type"  # the last two: before 1.6.0 (the row above)
         ),
         reason=(
             "Opacus' EmbeddingBag grad sampler (ghost clipping and the DP optimizer use it too) takes a 1-D input "
@@ -447,10 +490,10 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "include_last_offset indexes past the end, several bags per sample give per-bag gradients (a wrong "
             "shape or error); and, a wrong result, not an error, it adds each id's gradient once however often the "
             "bag holds it (a fancy-index +=), and ignores mode 'max', per_sample_weights and padding_idx. Only a "
-            "one-id bag of sum or mean passes. Seen on Opacus 1.6.0 with torch 2.14.0; no upstream report found "
-            "(docs/findings.md)"
+            "one-id bag of sum or mean passes. Seen on Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0), earlier "
+            "releases not run; no upstream report found (docs/findings.md)"
         ),
-        opacus=">=1.6",
+        opacus=">=1.5.3",
     ),
     DrawnFailure(
         methods=("opacus-functorch",),
@@ -458,8 +501,8 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         error="Functorch does not support EmbeddingBag yet",
         reason=(
             "Opacus' functorch path refuses nn.EmbeddingBag (its own NotImplementedError), though vmap over it "
-            "works. Seen on Opacus 1.6.0 with torch 2.14.0"
+            "works. Seen on Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0); earlier releases not run"
         ),
-        opacus=">=1.6",
+        opacus=">=1.5.3",
     ),
 )

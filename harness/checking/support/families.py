@@ -193,3 +193,21 @@ MHA_EXPANDED_WEIGHTS: dict[str, Any] = {
     "reason": "ExpandedWeights has no rule for multi_head_attention_forward. " + SEEN_ON_BOTH,
     "torch": ">=2.0",
 }
+
+#: Opacus' validation on a model with a BatchNorm (a zoo model in eval mode, a drawn one).
+OPACUS_REFUSES_BATCHNORM: dict[str, Any] = {
+    "methods": OPACUS,
+    "error": "Model contains a trainable layer (with buffers|that Opacus doesn't currently support)",
+    "reason": (
+        "Opacus' validation rejects BatchNorm (a trainable layer with buffers), even in eval mode (measured on "
+        "every release 1.2.0 to 1.6.0; before 1.2 the row for modules without a grad sampler). " + SEEN_ON_BOTH
+    ),
+    "opacus": ">=1.2",
+}
+
+BATCHNORM_EXPANDED_WEIGHTS: dict[str, Any] = {
+    "methods": EXPANDED_WEIGHTS,
+    "error": "Expanded Weights encountered but cannot handle function batch_norm",
+    "reason": "ExpandedWeights has no rule for batch_norm, even with running statistics. " + SEEN_ON_BOTH,
+    "torch": ">=2.0",
+}

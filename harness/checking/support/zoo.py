@@ -7,6 +7,7 @@ from typing import Any
 from harness.checking.support.families import (
     BACKPACK_EMBEDDING_FLOAT64,
     BACKPACK_NO_EXTENSION,
+    BATCHNORM_EXPANDED_WEIGHTS,
     LSTM_OPACUS_FALLBACK,
     LSTM_VMAP_FLOAT64,
     MHA_EXPANDED_WEIGHTS,
@@ -16,10 +17,10 @@ from harness.checking.support.families import (
     OPACUS_EMPTY_BATCH_RESHAPE,
     OPACUS_FALLBACK_DOUBLE_COUNTS,
     OPACUS_NO_FALLBACK,
+    OPACUS_REFUSES_BATCHNORM,
     OPACUS_TIED_LIST,
     SDPA_VMAP_NO_FALLBACK,
     SEEN_ON_2_14,
-    SEEN_ON_BOTH,
 )
 from harness.checking.support.families import EXPANDED_WEIGHTS as _EXPANDED_WEIGHTS
 from harness.checking.support.families import OPACUS as _OPACUS
@@ -63,7 +64,7 @@ _EMPTY_CONV_CRASH: dict[str, Any] = {
 }
 
 #: How Opacus' validator refuses BatchNorm: "that Opacus doesn't currently support" to 1.4, "with buffers" later.
-_OPACUS_REFUSES_BATCHNORM = "Model contains a trainable layer (with buffers|that Opacus doesn't currently support)"
+_OPACUS_REFUSES_BATCHNORM = OPACUS_REFUSES_BATCHNORM["error"]
 
 #: What torch raises where a hooked module's output is modified in place.
 _IN_PLACE_ON_HOOKED_OUTPUT = "Output 0 of BackwardHookFunction(Backward)? is a view and is being modified inplace"
@@ -170,21 +171,8 @@ ZOO_MATRIX: tuple[ZooFailure, ...] = (
     ZooFailure(models=("transformer",), **MHA_OPACUS_FALLBACK),
     ZooFailure(models=("transformer",), **MHA_EXPANDED_WEIGHTS),
     ZooFailure(models=("transformer",), checks=(*QUANTITIES, "batching-rule"), **SDPA_VMAP_NO_FALLBACK),
-    ZooFailure(
-        methods=_OPACUS,
-        models=("bn_eval",),
-        error=_OPACUS_REFUSES_BATCHNORM,
-        reason="Opacus' validation rejects BatchNorm (a trainable layer with buffers), even in eval mode (measured on "
-        "every release 1.2.0 to 1.6.0; before 1.2 the row for modules without a grad sampler). " + SEEN_ON_BOTH,
-        opacus=">=1.2",
-    ),
-    ZooFailure(
-        methods=_EXPANDED_WEIGHTS,
-        models=("bn_eval",),
-        error="Expanded Weights encountered but cannot handle function batch_norm",
-        reason="ExpandedWeights has no rule for batch_norm, even with running statistics. " + SEEN_ON_BOTH,
-        torch=">=2.0",
-    ),
+    ZooFailure(models=("bn_eval",), **OPACUS_REFUSES_BATCHNORM),
+    ZooFailure(models=("bn_eval",), **BATCHNORM_EXPANDED_WEIGHTS),
     ZooFailure(models=("lstm_text",), **BACKPACK_EMBEDDING_FLOAT64),
     ZooFailure(models=("resnet18_gn_noinplace", "transformer"), **BACKPACK_NO_EXTENSION),
     ZooFailure(
