@@ -397,24 +397,41 @@ def plot(columns: list[Combination], path: Path) -> None:
     plt.close(fig)
 
 
+def _release_pair(old: Combination, new: Combination) -> str:
+    """``2.3.1 → 2.4.1``, with the other libraries that changed between the two environments."""
+    others = [
+        f"{name} {old.versions.get(key)} → {new.versions.get(key)}"
+        for key, name in (("opacus", "Opacus"), ("backpack", "BackPACK"))
+        if old.versions.get(key) != new.versions.get(key)
+    ]
+    return f"{old.release} → {new.release}" + (f" ({', '.join(others)})" if others else "")
+
+
 def speed_transitions(columns: list[Combination], counts: dict[str, dict[str, dict[str, float]]]) -> list[list[str]]:
-    """Between consecutive torch releases with counts, each case and method whose instructions per
-    call changed beyond the compare step's count threshold (its relative threshold and absolute floor)."""
+    """Between consecutive torch releases with counts, per case, the methods whose instructions per
+    call changed beyond the compare step's count threshold (its relative threshold and absolute
+    floor): a row per release pair and case, more work and less work each by the size of the change."""
     from harness.benchmarks.judge import COUNT_FLOORS, DEFAULT_COUNT_THRESHOLD
 
     counted = [c for c in columns if c.env in counts]
     rows = []
     for old, new in zip(counted, counted[1:], strict=False):
         for case, methods in sorted(counts[new.env].items()):
-            for method, after in sorted(methods.items()):
+            changes = []
+            for method, after in methods.items():
                 before = counts[old.env].get(case, {}).get(method)
                 if before and abs(after - before) > max(DEFAULT_COUNT_THRESHOLD * before, COUNT_FLOORS["instructions"]):
-                    rows.append([f"{old.release} → {new.release}", case, method, f"{before:,.0f}", f"{after:,.0f}", f"{after / before - 1:+.1%}"])
+                    changes.append((after / before - 1, method))
+            if changes:
+                more = ", ".join(f"{m} {c:+.1%}" for c, m in sorted(changes, reverse=True) if c > 0)
+                less = ", ".join(f"{m} {c:+.1%}" for c, m in sorted(changes) if c < 0)
+                rows.append([_release_pair(old, new), case, more, less])
     return rows
 
 
 def plot_counts(columns: list[Combination], counts: dict[str, dict[str, dict[str, float]]], out: Path) -> list[Path]:
-    """A plot per counted case: instructions per call of each method across the torch releases."""
+    """A plot per counted case: instructions per call of each method across the torch releases, and
+    the same relative to the oldest counted release."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -422,19 +439,25 @@ def plot_counts(columns: list[Combination], counts: dict[str, dict[str, dict[str
 
     counted = [c for c in columns if c.env in counts]
     cases = sorted({case for c in counted for case in counts[c.env]})
+    colors, markers = plt.get_cmap("tab20").colors, "os^vD<>pPXh*"
     written = []
     for case in cases:
-        fig, ax = plt.subplots(figsize=(max(6, len(counted) * 0.6), 4))
+        fig, (absolute, relative) = plt.subplots(1, 2, figsize=(max(10, len(counted) * 1.0), 4.5))
         methods = sorted({m for c in counted for m in counts[c.env].get(case, {})})
-        for method in methods:
+        for i, method in enumerate(methods):
             points = [(c.release, counts[c.env][case][method]) for c in counted if method in counts[c.env].get(case, {})]
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
-        ax.set_yscale("log")
-        ax.set_ylabel("instructions per call")
-        ax.set_xlabel("torch release")
-        ax.set_title(case)
-        ax.tick_params(axis="x", rotation=60)
-        ax.legend(fontsize=6, ncols=3)
+            style = dict(marker=markers[i % len(markers)], color=colors[i % len(colors)], label=method)
+            absolute.plot([p[0] for p in points], [p[1] for p in points], **style)
+            relative.plot([p[0] for p in points], [p[1] / points[0][1] for p in points], **style)
+        absolute.set_yscale("log")
+        absolute.set_ylabel("instructions per call")
+        relative.set_ylabel("relative to its first counted release")
+        for ax in (absolute, relative):
+            ax.set_xlabel("torch release")
+            ax.tick_params(axis="x", rotation=60)
+        relative.axhline(1.0, color="grey", linewidth=0.5)
+        fig.suptitle(case)
+        relative.legend(fontsize=6, ncols=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         path = out / f"instructions-{case}.png"
         fig.savefig(path, dpi=100)
@@ -507,11 +530,11 @@ def _counts_section(columns: list[Combination], counts: dict[str, dict[str, dict
     lines += [
         "",
         f"Speed transitions: a change beyond {DEFAULT_COUNT_THRESHOLD:.1%} and {COUNT_FLOORS['instructions']:,} instructions "
-        f"(the compare step's count threshold) between consecutive counted releases ({len(rows)}).",
+        f"(the compare step's count threshold) between consecutive counted releases, per case ({len(rows)}).",
         "",
     ]
     if rows:
-        lines += markdown_table(["release", "case", "method", "before", "after", "change"], rows)
+        lines += markdown_table(["release", "case", "more instructions", "fewer instructions"], rows)
     return lines
 
 
