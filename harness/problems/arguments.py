@@ -92,7 +92,7 @@ def _conv(dims: int) -> KindArguments:
         (f"nn.Conv{dims}d",),
         (
             *_CONV_SIZES,
-            _drawn("padding", f"least an output needs or 1 more{_PER_DIM}, 'valid', 'same' (stride 1)"),
+            _drawn("padding", f"least an output needs or 1 more{_PER_DIM}, 'valid', 'same' (stride 1); in a stack the kernel fits the input"),
             _drawn("padding_mode", f"{', '.join(PADDING_MODES)} (reflect: padding below the side, circular: up to it)"),
             _drawn("bias", "True, False"),
         ),
@@ -104,7 +104,7 @@ def _conv_transpose(dims: int) -> KindArguments:
         (f"nn.ConvTranspose{dims}d",),
         (
             *_CONV_SIZES,
-            _drawn("padding", f"0-1{_PER_DIM}"),
+            _drawn("padding", f"0-1{_PER_DIM} (0 in a stack: no output cropped)"),
             _drawn("output_padding", f"below stride or dilation{_PER_DIM}"),
             _drawn("bias", "True, False"),
             _not("padding_mode", "only 'zeros' is legal for a transposed convolution"),

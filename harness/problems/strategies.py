@@ -87,13 +87,16 @@ def _padding(draw: st.DrawFn, sizes: Shape, spans: Shape, strides: Shape) -> tup
 @st.composite
 def conv(draw: st.DrawFn, dims: int = 2, in_shape: Shape | None = None, min_width: int = 1) -> Layer:
     """``nn.Conv{1,2,3}d``: kernel, stride, dilation and padding (each an int or per dimension;
-    'valid', 'same'), every padding mode, groups dividing the channels, bias."""
+    'valid', 'same'), every padding mode, groups dividing the channels, bias. On a given input
+    (in a stack) the kernel's span fits it, so the output reads the input, not only its padding:
+    else the layers before get no gradient."""
     in_channels, out_channels, groups = _grouped_channels(draw, in_shape[0] if in_shape else None, min_width)
-    kernel, kernels = _per_dim(draw, [(1, 3)] * dims)
-    dilation, dilations = _per_dim(draw, [(1, 2)] * dims)
+    sizes = in_shape[1:] if in_shape else _spatial(draw, dims)
+    fits = sizes if in_shape else (_SPATIAL[dims] + 2,) * dims
+    kernel, kernels = _per_dim(draw, [(1, min(3, size)) for size in fits])
+    dilation, dilations = _per_dim(draw, [(1, 2 if k == 1 or 2 * (k - 1) < size else 1) for k, size in zip(kernels, fits, strict=True)])
     stride, strides = _per_dim(draw, [(1, 2)] * dims)
     spans = tuple(d * (k - 1) + 1 for k, d in zip(kernels, dilations, strict=True))
-    sizes = in_shape[1:] if in_shape else _spatial(draw, dims)
     padding, mode, out = _padding(draw, sizes, spans, strides)
     args = dict(
         in_channels=in_channels, out_channels=out_channels, kernel_size=kernel, stride=stride,
@@ -105,14 +108,15 @@ def conv(draw: st.DrawFn, dims: int = 2, in_shape: Shape | None = None, min_widt
 @st.composite
 def conv_transpose(draw: st.DrawFn, dims: int = 2, in_shape: Shape | None = None, min_width: int = 1) -> Layer:
     """``nn.ConvTranspose{1,2,3}d``, each size argument an int or per dimension, with an output
-    padding smaller than stride or dilation."""
+    padding smaller than stride or dilation; unpadded in a stack, so that no output it writes is
+    cropped away (the layers before would get no gradient)."""
     in_channels, out_channels, groups = _grouped_channels(draw, in_shape[0] if in_shape else None, min_width)
     kernel, kernels = _per_dim(draw, [(1, 3)] * dims)
     dilation, dilations = _per_dim(draw, [(1, 2)] * dims)
     stride, strides = _per_dim(draw, [(1, 2)] * dims)
     sizes = in_shape[1:] if in_shape else _spatial(draw, dims)
     grown = [(s - 1) * st_ + d * (k - 1) for s, st_, d, k in zip(sizes, strides, dilations, kernels, strict=True)]
-    padding, pads = _per_dim(draw, [(0, min(1, g // 2)) for g in grown])
+    padding, pads = _per_dim(draw, [(0, 0 if in_shape else min(1, g // 2)) for g in grown])
     output_padding, extra = _per_dim(draw, [(0, max(s, d) - 1) for s, d in zip(strides, dilations, strict=True)])
     out = tuple(g - 2 * p + e + 1 for g, p, e in zip(grown, pads, extra, strict=True))
     args = dict(

@@ -85,6 +85,15 @@ def _one_plain_bag(layer: Layer) -> bool:
         and (kwargs["padding_idx"] is None) == (kwargs["mode"] != "max")
     )
 
+#: What BackPACK raises on the convolutions below (a string padding, 'same' with a dilation, an
+#: output_padding): each row takes all three, since in a drawn stack the later layer raises first
+#: (backward runs from the end), whatever the rows' order.
+_BACKPACK_CONV_RAISES = (
+    r"im2col\(\): argument 'padding' \(position \d+\) must be tuple of ints"
+    r"|padding='same' is not supported for strided convolutions"
+    r"|shape '\[[\d, ]+\]' is invalid for input of size \d+|Size of label 'i' for operand \d+ \(\d+\) does not match"
+)
+
 #: BackPACK on a convolution with padding='same': an error for a dilation above 1, else a wrong result.
 _BACKPACK_SAME: dict[str, Any] = dict(
     methods=("backpack",),
@@ -184,7 +193,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         layers=("conv2d",),
         checks=("norms",),
         when=lambda layer: isinstance(layer.kwargs["padding"], str),
-        error=r"im2col\(\): argument 'padding' \(position \d+\) must be tuple of ints",
+        error=_BACKPACK_CONV_RAISES,
         reason=(
             "BackPACK's BatchL2Grad hands a Conv2d's padding to im2col as it is: a string padding ('same', "
             "'valid') is a TypeError (Conv1d and Conv3d go another way, and their norms are right). Seen on "
@@ -194,17 +203,14 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     ),
     DrawnFailure(
         when=lambda layer: layer.kwargs["padding"] == "same" and max(layer.each("dilation")) > 1,
-        error=r"padding='same' is not supported for strided convolutions",
+        error=_BACKPACK_CONV_RAISES,
         **_BACKPACK_SAME,
     ),
     DrawnFailure(
         methods=("backpack",),
         layers=_TRANSPOSED,
         when=lambda layer: any(layer.each("output_padding")),
-        error=(
-            r"shape '\[[\d, ]+\]' is invalid for input of size \d+|Size of label 'i' for operand \d+ \(\d+\) does not match"
-            r"|per-sample gradient norms, differs from the reference"
-        ),
+        error=_BACKPACK_CONV_RAISES + r"|per-sample gradient norms, differs from the reference",
         reason=(
             "BackPACK's ConvTranspose1d/2d/3d extensions do not account for output_padding and fail to reshape "
             "(BatchGrad) or in an einsum (BatchL2Grad; a grouped 1-wide kernel gets wrong norms instead)"
