@@ -431,6 +431,22 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         opacus=">=1.0",
     ),
     DrawnFailure(
+        methods=("opacus-ghost",),
+        layers=("linear",),
+        checks=("norms", "clipped"),
+        # a sample with a sequence dimension: the layer's input is (B, T, F)
+        when=lambda layer: layer.kwargs["bias"] and len(layer.in_shape) > 1,
+        error=r"differs from the reference: worst at (layers\.\d+\.(weight|bias)|\|\|g\|\|), sample \d+",
+        reason=(
+            "wrong result, not an error: before Opacus 1.5.4 ghost clipping's linear norm sampler, on a sequence "
+            "(a 3-D input), takes the bias's squared norm as vec(G)^T vec(G) for G = g g^T where vec(G)^T vec(1) is "
+            "due, so the per-sample norms and the clipped step are wrong (41% off on one token). Fixed by "
+            "https://github.com/meta-pytorch/opacus/pull/751 (in 1.5.4). Seen on Opacus 1.5.3 with torch 2.0.1 "
+            "(ghost clipping runs from 1.5.3 in this harness)"
+        ),
+        opacus="<1.5.4",
+    ),
+    DrawnFailure(
         methods=("opacus-dpoptimizer",),
         layers=("embedding",),
         checks=("clipped",),
