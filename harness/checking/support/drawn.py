@@ -124,7 +124,7 @@ _GHOST_EMBEDDING_PADDING: dict[str, Any] = dict(
 
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     # Old releases first: a model refused as a whole fails so, whatever else its layers would do.
-    DrawnFailure(layers=(*_TRANSPOSED, "lstm", "mha", "rms_norm", "batch_norm"), **OPACUS_NO_FALLBACK),
+    DrawnFailure(layers=(*_TRANSPOSED, "lstm", "mha", "rms_norm", "batch_norm", "embedding_bag"), **OPACUS_NO_FALLBACK),
     DrawnFailure(
         methods=("*",),
         layers=("conv_transpose1d",),
@@ -493,9 +493,22 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "wrong result, not an error: Opacus' convolution grad sampler (and ghost clipping's norm sampler) "
             "unfolds the input with zeros whatever the padding_mode, so a convolution padding by reflect, "
             "replicate or circular gets wrong per-sample gradients and norms (opacus-functorch is right). Seen on "
-            "Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0); earlier releases not run"
+            "Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0); no release reads padding_mode (every tag's "
+            "opacus/grad_sample and tensor_utils, 1.0.0 to 1.6.0), and the release history fails these draws on each"
         ),
-        opacus=">=1.5.3",
+        opacus=">=1.0",
+    ),
+    DrawnFailure(
+        methods=("opacus-hooks", "opacus-dpoptimizer"),
+        layers=_CONVOLUTIONS,
+        when=lambda layer: isinstance(layer.kwargs["padding"], str),
+        error=r"im2col\(\): argument 'padding'|unsupported operand type\(s\) for \+: 'int' and 'str'",
+        reason=(
+            "Opacus' convolution grad sampler before 1.2 adds the layer's padding to sizes as a number: a string "
+            "padding ('same', 'valid') is a TypeError. Support came with "
+            "https://github.com/meta-pytorch/opacus/pull/451 (in 1.2.0). Seen by the release history on 1.0.0 to 1.1.x"
+        ),
+        opacus="<1.2",
     ),
     DrawnFailure(
         methods=("opacus-hooks", "opacus-ghost", "opacus-dpoptimizer"),
