@@ -525,10 +525,11 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "include_last_offset indexes past the end, several bags per sample give per-bag gradients (a wrong "
             "shape or error); and, a wrong result, not an error, it adds each id's gradient once however often the "
             "bag holds it (a fancy-index +=), and ignores mode 'max', per_sample_weights and padding_idx. Only a "
-            "one-id bag of sum or mean passes. Seen on Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0), earlier "
-            "releases not run; no upstream report found (docs/findings.md)"
+            "one-id bag of sum or mean passes. Seen on Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0); the release "
+            "history fails these draws from 1.3.0 on, where the grad sampler came; no upstream report found "
+            "(docs/findings.md)"
         ),
-        opacus=">=1.5.3",
+        opacus=">=1.3",
     ),
     DrawnFailure(
         methods=("opacus-hooks", "opacus-functorch", "opacus-dpoptimizer"),
@@ -547,8 +548,9 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         error="Functorch does not support EmbeddingBag yet",
         reason=(
             "Opacus' functorch path refuses nn.EmbeddingBag (its own NotImplementedError), though vmap over it "
-            "works. Seen on Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0); earlier releases not run"
+            "works. Seen on Opacus 1.5.3 (torch 2.0.1) and 1.6.0 (torch 2.14.0), and by the release history from "
+            "1.3.0 on (the refusal is in opacus/grad_sample/functorch.py from the v1.3 tag)"
         ),
-        opacus=">=1.5.3",
+        opacus=">=1.3",
     ),
 )
