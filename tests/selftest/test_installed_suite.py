@@ -142,7 +142,8 @@ def test_installed_suite_runs_a_plugins_methods_and_model(installed):
     assert "method 'my-wrong-method' on cpu-float64-mlp-B7 differs from the reference: worst at" in proc.stdout
     assert "warnings summary" not in proc.stdout, proc.stdout
     # pytest's own cache aside, the run left nothing in the project (no empty baselines/ or .benchmarks/)
-    assert sorted(p.name for p in project.iterdir() if p.name not in ("__pycache__", ".pytest_cache")) == ["my_psg.py"]
+    left = sorted(p.name for p in project.iterdir() if p.name not in ("__pycache__", ".pytest_cache"))
+    assert left == ["my_psg.py", "quiet_machine.py"], left
 
 
 def test_check_method_gives_the_same_verdicts_without_pytest(installed):
