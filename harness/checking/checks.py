@@ -15,6 +15,7 @@ from harness.checking.profiles import active_profile
 from harness.checking.runner import describe, run
 from harness.checking.support import ExpectedFailure, expected_failure_drawn, support_matrix_applied
 from harness.checking.trials import GRIDS, PropertyTrial, Trial
+from harness.core.case import Case
 from harness.core.distance import Comparison, assert_close
 from harness.core.errors import (
     BatchingRuleFallback,
@@ -63,16 +64,23 @@ def check_against_oracle(trial: Trial) -> Comparison:
     Raises :class:`MethodUnavailable` where the method cannot run here.
     """
     __tracebackhide__ = True
-    quantity = get_quantity(trial.check)
     with as_expected(trial.expected):
         case = trial.build()
         grads = oracle(case.model_name, case.batch_size, case.seed)
-        quantity.prepare(case, grads)
-        result = run(trial.method, quantity.name, case)
-        eps = clip_eps(trial.method) if quantity.name in gives_itself(trial.method) else 0.0
-        reference = quantity.reference(grads, case, eps)
-        where = describe(trial.method, case) + quantity.describe(case)
-        return assert_close(quantity.per_sample(result), quantity.per_sample(reference), _tolerance(trial), where)
+        return _compare_with_oracle(trial.method, trial.check, case, grads, _tolerance(trial))
+
+
+def _compare_with_oracle(method: str, check: str, case: Case, grads: dict, tolerance: Tolerance) -> Comparison:
+    """The method's ``check`` (a quantity) on the case against the same quantity of the oracle's
+    per-sample gradients ``grads`` (the reference uses the stabilizer the method declares)."""
+    __tracebackhide__ = True
+    quantity = get_quantity(check)
+    quantity.prepare(case, grads)
+    result = run(method, quantity.name, case)
+    eps = clip_eps(method) if quantity.name in gives_itself(method) else 0.0
+    reference = quantity.reference(grads, case, eps)
+    where = describe(method, case) + quantity.describe(case)
+    return assert_close(quantity.per_sample(result), quantity.per_sample(reference), tolerance, where)
 
 
 #: The clipping bound of an empty batch's clipped step: any bound, there is no sample to clip.
@@ -108,17 +116,11 @@ def check_drawn(
     __tracebackhide__ = True
     row = expected_failure_drawn(method, problem, precision, device, check=check)
     spec = problem.spec()
-    quantity = get_quantity(check)
     try:
         with as_expected(row):
             case = build_case(spec, problem.batch_size, precision, device, problem.loss_reduction)
             grads = oracle(spec, problem.batch_size)
-            quantity.prepare(case, grads)
-            result = run(method, quantity.name, case)
-            eps = clip_eps(method) if quantity.name in gives_itself(method) else 0.0
-            reference = quantity.reference(grads, case, eps)
-            where = describe(method, case) + quantity.describe(case)
-            assert_close(quantity.per_sample(result), quantity.per_sample(reference), tolerance_for(precision, spec.numerics), where)
+            _compare_with_oracle(method, check, case, grads, tolerance_for(precision, spec.numerics))
     except HarnessError:
         if row is None:
             raise

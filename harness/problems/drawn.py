@@ -237,7 +237,7 @@ class Problem:
             if first.in_shape[-1] >= 2:
                 inputs[:, 1] = inputs[:, 0]  # a repeated id: its rows' gradients add up
             if padding is not None:
-                inputs[:, -1] = first.kwargs["padding_idx"]  # padded sequences end in the padding token
+                inputs[:, -1] = padding  # padded sequences end in the padding token
         else:
             inputs = torch.randn(batch_size, *first.in_shape, generator=gen)
         targets = torch.randn(batch_size, *self.layers[-1].out_shape, generator=gen)
