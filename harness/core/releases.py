@@ -51,16 +51,21 @@ def _this(library: str) -> str:
 
 @dataclass(frozen=True)
 class Versions:
-    """A release of each library a support-matrix row can name (None: not installed)."""
+    """A release of each library a support-matrix row can name (None: not installed), and the CPU
+    flags of the machine a row is judged for (None: this machine's)."""
 
     torch: str | None
     opacus: str | None = None
     backpack: str | None = None
+    cpu_flags: frozenset[str] | None = None
+
+    def __str__(self) -> str:
+        return ", ".join(f"{LIBRARIES[name][1]} {getattr(self, name) or 'not installed'}" for name in LIBRARIES)
 
     @classmethod
     def installed(cls) -> Versions:
         """The installed releases."""
-        return cls(*(installed_version(name) for name in LIBRARIES))
+        return cls(*(installed_version(name) for name in LIBRARIES))  # this machine's CPU flags
 
     @classmethod
     def of(cls, versions: Versions | str | None) -> Versions:

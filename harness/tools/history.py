@@ -127,7 +127,10 @@ class Combination:
         return self.versions.get(self.series, "?").split("+")[0]
 
     def as_versions(self) -> Versions:
-        return Versions(self.versions.get("torch"), self.versions.get("opacus"), self.versions.get("backpack"))
+        """The releases it ran, and the CPU flags its run recorded (``instruction_sets``)."""
+        recorded = str(self.meta.get("instruction_sets", ""))
+        flags = frozenset(recorded.split("CPU flags: ", 1)[1].split()) if "CPU flags: " in recorded else None
+        return Versions(self.versions.get("torch"), self.versions.get("opacus"), self.versions.get("backpack"), flags)
 
 
 def compact(env: str, series: str, properties: dict[str, str], outcomes: dict[str, Outcome], meta: dict[str, object]) -> dict:

@@ -102,6 +102,13 @@ def test_the_history_disagrees_where_a_row_and_a_cell_say_different_things():
     assert "no support-matrix row covers it" in disagreements(unexplained)[0]
 
 
+def test_a_stored_run_is_judged_by_the_cpu_it_recorded():
+    meta = {"instruction_sets": "ATen AVX2, oneDNN bfloat16 yes; CPU flags: amx_bf16 avx2 avx512_bf16"}
+    combination = Combination("torch2_0", "torch", TODAY, meta, {})
+    assert combination.as_versions().cpu_flags == frozenset({"amx_bf16", "avx2", "avx512_bf16"})
+    assert Combination("torch2_0", "torch", TODAY, {}, {}).as_versions().cpu_flags is None
+
+
 def test_show_writes_the_page_and_a_plot_per_series_and_counted_case(tmp_path):
     store = tmp_path / "store"
     (store / "instructions").mkdir(parents=True)

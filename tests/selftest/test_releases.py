@@ -83,6 +83,22 @@ def test_a_row_holds_only_inside_every_release_range_it_names(ranges, versions, 
     assert row.applies("opacus-hooks", "mlp", "float64", "cpu", "grads", versions) is holds
 
 
+@pytest.mark.parametrize("flags, holds", [(frozenset({"avx512_bf16", "amx_bf16"}), True), (frozenset({"avx512_bf16"}), False)])
+def test_a_row_seen_on_some_cpus_holds_only_where_the_cpu_has_its_flag(flags, holds):
+    row = _row(torch=">=2.0", cpu="amx_bf16")
+    assert row.holds_for(Versions("2.0.1", "1.5.3", "1.6.0", flags)) is holds
+    assert row.scope() == "torch>=2.0, on CPUs with amx_bf16"
+
+
+def test_a_row_seen_on_some_cpus_is_judged_on_this_machine_by_default(monkeypatch):
+    from harness.checking.support import rows
+
+    monkeypatch.setattr(rows, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert _row(cpu="amx_bf16").holds_for(Versions("2.0.1"))
+    monkeypatch.setattr(rows, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert not _row(cpu="amx_bf16").holds_for(Versions("2.0.1"))
+
+
 def test_a_torch_version_alone_stands_for_the_installed_libraries():
     assert Versions.of("2.0.1") == Versions("2.0.1", installed_version("opacus"), installed_version("backpack"))
     assert Versions.of(None) == Versions.installed()

@@ -4,7 +4,7 @@
 Every field of a row is honoured: a row names the methods, models (or layer kinds), precisions and
 devices it covers (fnmatch patterns), the release ranges of torch, Opacus and BackPACK it holds in
 (``SpecifierSet`` strings, empty for any; a row naming a range of a library that is not installed
-does not apply), the error the failure must match and the reason; a zoo row also the checks it covers, a drawn row the layer configurations (``when``).
+does not apply), a CPU flag the failure needs where it was seen on some CPUs only, the error the failure must match and the reason; a zoo row also the checks it covers, a drawn row the layer configurations (``when``).
 A field a kind of row has no use for is refused (a ``TypeError`` at construction).
 """
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+from harness.core.hardware import cpu_flags
 from harness.core.releases import Versions
 from harness.problems.drawn import LAYER_KINDS, Layer
 from harness.quantities import QUANTITIES
@@ -51,6 +52,9 @@ class ExpectedFailure:
     torch: str = ""
     opacus: str = ""
     backpack: str = ""
+    #: A CPU flag the failure needs (``amx_bf16``), where it was seen on some CPUs only: the row
+    #: holds on machines whose CPU lists it (/proc/cpuinfo), and its reason says which CPUs.
+    cpu: str = ""
     #: The signal the failure kills the process with (``SIGFPE``), where it does: the cell is then
     #: skipped with the reason, since no test can outlive its process (under -n a crash is reported).
     crash: str = ""
@@ -66,9 +70,17 @@ class ExpectedFailure:
         """The release range per library (``torch``, ``opacus``, ``backpack``), empty for any."""
         return {"torch": self.torch, "opacus": self.opacus, "backpack": self.backpack}
 
+    def scope(self) -> str:
+        """Where the row holds, in words: its release ranges and the CPU flag it needs."""
+        where = [f"{name}{range_}" for name, range_ in self.ranges().items() if range_]
+        return ", ".join(where + ([f"on CPUs with {self.cpu}"] if self.cpu else [])) or "everywhere"
+
     def holds_for(self, versions: Versions | str) -> bool:
-        """Whether the installed releases (or those given; a string is torch's) are inside the row's ranges."""
+        """Whether the installed releases (or those given; a string is torch's) are inside the row's
+        ranges, on a CPU with the flag it needs (this machine's, or the one ``versions`` names)."""
         versions = Versions.of(versions)
+        if self.cpu and self.cpu not in (cpu_flags() if versions.cpu_flags is None else versions.cpu_flags):
+            return False
         for name, range_ in self.ranges().items():
             if not range_:
                 continue
