@@ -270,3 +270,28 @@ def test_psg_raw_records_what_the_library_did(subprocess_env):
     assert default.returncode == 0 and "1 xfailed" in default.stdout, default.stdout
     assert raw.returncode == 1 and "1 failed" in raw.stdout, raw.stdout
     assert "doesn't match the broadcast shape" in raw.stdout, "the failure carries the library's own error"
+
+
+def test_the_grouped_transposed_convolution_row_covers_exactly_what_fails():
+    """The torch 2.0 oneDNN row's ``when``, held to torch itself: on a grid of 1-wide grouped
+    ConvTranspose1d layers the forward fails exactly where the row covers the layer and holds."""
+    [row] = [row for row in SUPPORT_MATRIX if row.error.startswith("could not construct a memory descriptor")]
+    grid = [
+        (groups * per_in, groups * per_out, groups, stride, output_padding)
+        for groups in (1, 2, 3)
+        for per_in, per_out in ((1, 1), (2, 1), (1, 2), (3, 1))
+        for stride, output_padding in ((1, 0), (2, 0), (2, 1), (3, 2))
+    ]
+    seen = {}
+    for in_channels, out_channels, groups, stride, output_padding in grid:
+        kwargs = {"in_channels": in_channels, "out_channels": out_channels, "kernel_size": 1, "stride": stride,
+                  "output_padding": output_padding, "groups": groups, "dilation": 1}
+        layer = Layer("conv_transpose1d", tuple(kwargs.items()), (in_channels, 5), (out_channels, 4 * stride + output_padding + 1))
+        try:
+            torch.nn.ConvTranspose1d(**kwargs)(torch.randn(2, in_channels, 5))
+            fails = False
+        except RuntimeError as exc:
+            assert re.search(row.error, str(exc)), exc
+            fails = True
+        seen[tuple(kwargs.values())] = (fails, row.holds_for(Versions.installed()) and row.when(layer))
+    assert all(fails == covered for fails, covered in seen.values()), {k: v for k, v in seen.items() if v[0] != v[1]}

@@ -122,6 +122,18 @@ _GHOST_EMBEDDING_PADDING: dict[str, Any] = dict(
     opacus=">=1.0",
 )
 
+def _one_output_channel_per_group(layer: Layer) -> bool:
+    """A grouped, 1-wide transposed convolution whose groups have one output and several input
+    channels each, with ``output_padding < stride`` (torch 2.0's oneDNN refuses it)."""
+    groups, stride, output_padding = layer.kwargs["groups"], layer.each("stride"), layer.each("output_padding")
+    return (
+        groups > 1
+        and layer.each("kernel_size") == (1,)
+        and layer.kwargs["out_channels"] == groups < layer.kwargs["in_channels"]
+        and output_padding[0] < stride[0]
+    )
+
+
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     # Old releases first: a model refused as a whole fails so, whatever else its layers would do.
     DrawnFailure(layers=(*_TRANSPOSED, "lstm", "mha", "rms_norm", "batch_norm", "embedding_bag"), **OPACUS_NO_FALLBACK),
@@ -129,12 +141,15 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         methods=("*",),
         layers=("conv_transpose1d",),
         precisions=("float32",),
-        when=lambda layer: layer.kwargs["groups"] > 1 and layer.each("kernel_size") == (1,),
+        when=_one_output_channel_per_group,
         error="could not construct a memory descriptor using a format tag",
         reason=(
-            "torch 2.0's oneDNN cannot run a grouped ConvTranspose1d with a 1-wide kernel in float32 (the forward "
-            "fails, for every method). Seen on torch 2.0.1; 2.14.0 passes (2.1 to 2.13 not run)"
+            "torch 2.0's oneDNN cannot run a grouped ConvTranspose1d with a 1-wide kernel, one output channel and "
+            "several input channels per group, and output_padding < stride, in float32 (the forward fails, for "
+            "every method). Measured with a repro (docs/findings.md): torch 2.0.1 fails at every ONEDNN_MAX_CPU_ISA "
+            "cap; 2.1.2, 2.2.2 and 2.14.0 pass"
         ),
+        link="https://github.com/pytorch/pytorch/issues/108676",
         torch="==2.0.*",
     ),
     DrawnFailure(
