@@ -23,7 +23,8 @@ keeps it for every count, because starting is the slow part: importing torch und
    exactly ``warmup_calls`` calls (CPython 3.11 quickens a function after 8 calls: mlp's vmap
    counted 1.5% more without warm-up; a number of calls, never a time, so a loaded machine warms
    up as far as a quiet one), collects garbage and counts ``rounds`` rounds of ``calls_per_round``
-   calls, each between collection toggles and ended by a dump, less what an empty round counts.
+   calls (more for a small call: :data:`ROUND_BUDGET`), each between collection toggles and ended
+   by a dump, less what an empty round counts.
 
 What else could make two runs' processes differ is held fixed: the worker runs without
 address-space randomization (:func:`_fixed_addresses`), its environment is a fixed list of
@@ -64,8 +65,15 @@ from harness.benchmarks.records import BATCHED
 
 #: Calls before counting: CPython 3.11 quickens a function after 8 calls.
 WARMUP_CALLS = 10
-#: Rounds counted per request, each ending in a dump; the smallest round is the figure.
+#: Rounds counted per request at least, each ending in a dump; the smallest round is the figure.
 ROUNDS = 3
+#: More rounds, up to :data:`MAX_ROUNDS`, until the rounds add up to this many instructions: one
+#: round of a small call reads up to 1.5% above its floor, and the smallest of 3 rounds of
+#: vmap-compiled on mlp B=8 (0.86M instructions) was 0.5% apart in two runs; the smallest of 12 was
+#: 37 and 48 instructions apart in two pairs of workers (docs/calibration.md). A call of 5M
+#: instructions or less gets 12 rounds, one of 20M or more the 3.
+ROUND_BUDGET = 60_000_000
+MAX_ROUNDS = 12
 #: Calls per round; a round's count is divided by them.
 CALLS_PER_ROUND = 1
 #: Seconds the worker may take to start (import torch, pre-warm the methods: 30-50 s here).
@@ -206,7 +214,8 @@ class InstructionCounter:
     where the method or the model it counts is not the harness's own here, so third-party methods,
     replaced built-ins and a plugin's models are counted as this process runs them; a method whose
     function differs between here and the copy is refused, naming the module. The worker itself
-    imports no plugin. ``warmup_calls``, ``rounds`` and ``calls_per_round`` are per count (see the
+    imports no plugin. ``warmup_calls``, ``rounds`` (the least: a small call gets more, see
+    :func:`counted_rounds`) and ``calls_per_round`` are per count (see the
     module's notes); ``timeout_s`` bounds one count and
     ``startup_timeout_s`` the worker's start. ``switch`` picks how the instrumentation is switched
     (:data:`SWITCHES`; default: :func:`default_switch`). Not for use from several threads at once.
@@ -615,6 +624,15 @@ def _current(request: dict) -> tuple[str | None, str | None]:
     return function, _model_builder(request["model"])
 
 
+def counted_rounds(count_round: Callable[[], float], least: int, calls_per_round: int = 1) -> list[float]:
+    """Per-call counts of ``least`` rounds (``count_round`` counts one), and more, up to
+    :data:`MAX_ROUNDS`, until the rounds' calls add up to :data:`ROUND_BUDGET` instructions."""
+    rounds: list[float] = []
+    while len(rounds) < least or (len(rounds) < MAX_ROUNDS and sum(rounds) * calls_per_round < ROUND_BUDGET):
+        rounds.append(count_round())
+    return rounds
+
+
 def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     """Build the request's case and workload, warm it up, and count its calls (in a forked
     copy of the worker, which exits afterwards).
@@ -664,7 +682,7 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     gc.collect()
     gc.disable()
     overhead = min(_counted(lambda: None, 1, workdir) for _ in range(3))
-    rounds = [(_counted(call, calls, workdir) - overhead) / calls for _ in range(request["rounds"])]
+    rounds = counted_rounds(lambda: (_counted(call, calls, workdir) - overhead) / calls, request["rounds"], calls)
     if not 0 < min(rounds) < 2**62:
         raise RuntimeError(f"callgrind counted {min(rounds)} instructions per call: the instrumentation is not on")
     done = time.monotonic()

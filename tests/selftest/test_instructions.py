@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from harness.benchmarks.instructions import CountFailed, InstructionCounter, valgrind_missing
+from harness.benchmarks.instructions import MAX_ROUNDS, ROUND_BUDGET, CountFailed, InstructionCounter, counted_rounds, valgrind_missing
 from harness.benchmarks.timing import kernel_launches
 from harness.methods import unregister_method
 
@@ -58,6 +58,16 @@ def plugin(tmp_path, monkeypatch):
 
 def test_valgrind_missing_says_why_in_one_line_or_nothing():
     assert MISSING is None or (MISSING and "\n" not in MISSING)
+
+
+@pytest.mark.parametrize(
+    "per_call, calls_per_round, expected",
+    [(1_000_000, 1, MAX_ROUNDS), (ROUND_BUDGET / 6, 1, 6), (ROUND_BUDGET / 6, 2, 3), (ROUND_BUDGET, 1, 3), (10 * ROUND_BUDGET, 1, 3)],
+)
+def test_a_small_call_is_counted_over_more_rounds(per_call, calls_per_round, expected):
+    """The smallest of 3 rounds of a small call moved by 0.5% between runs: it gets up to 12, until
+    the rounds' calls add up to the budget; a large call keeps the 3."""
+    assert len(counted_rounds(lambda: per_call, 3, calls_per_round)) == expected
 
 
 def test_bad_input_is_refused_before_a_worker_starts():
