@@ -13,7 +13,14 @@ import sys
 import pytest
 import torch
 
-from harness.benchmarks.instructions import MAX_ROUNDS, ROUND_BUDGET, CountFailed, InstructionCounter, counted_rounds, valgrind_missing
+from harness.benchmarks.instructions import (
+    MAX_ROUNDS,
+    ROUND_BUDGET,
+    CountFailed,
+    InstructionCounter,
+    counted_rounds,
+    valgrind_missing,
+)
 from harness.benchmarks.timing import kernel_launches
 from harness.methods import unregister_method
 
