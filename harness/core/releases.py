@@ -160,9 +160,9 @@ def _has(module: str, *names: str) -> bool:
 # torch
 RMS_NORM = Feature("nn.RMSNorm", "torch", "2.4", lambda: hasattr(torch.nn, "RMSNorm"))
 LAYER_NORM_BIAS = Feature("nn.LayerNorm(bias=...)", "torch", "2.1", lambda: _takes(torch.nn.LayerNorm, "bias"))
-#: GroupNorm, InstanceNorm and BatchNorm's ``bias`` (pytorch/pytorch#176573): torch 2.14 has it, 2.10 does not
+#: GroupNorm, InstanceNorm and BatchNorm's ``bias`` (pytorch/pytorch#176573): torch 2.12.1 has it, 2.11.0 does not
 #: (2.11 to 2.13 not looked at).
-NORM_BIAS = Feature("nn.GroupNorm(bias=...), nn.InstanceNorm*d(bias=...)", "torch", "2.14", lambda: _takes(torch.nn.GroupNorm, "bias"))
+NORM_BIAS = Feature("nn.GroupNorm(bias=...), nn.InstanceNorm*d(bias=...)", "torch", "2.12", lambda: _takes(torch.nn.GroupNorm, "bias"))
 TORCH_COMPILER = Feature("torch.compiler", "torch", "2.1", lambda: hasattr(torch, "compiler"))
 
 

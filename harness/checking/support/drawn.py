@@ -347,11 +347,11 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         when=lambda layer: layer.kwargs["affine"] and not layer.kwargs.get("bias", True),
         error="'GroupNormPerSampleGradBackward' object has no attribute 'bias'",
         reason=(
-            "ExpandedWeights' group_norm rule reads the bias of a GroupNorm(bias=False) (the argument torch 2.14 "
-            "added, pytorch/pytorch#176573), which has none. Seen on torch 2.14.0; no upstream report found "
-            "(docs/findings.md)"
+            "ExpandedWeights' group_norm rule reads the bias of a GroupNorm(bias=False) (the argument torch 2.12 "
+            "added, pytorch/pytorch#176573), which has none. Seen on every release that has the argument, 2.12.1 "
+            "to 2.15 (the release history); no upstream report found (docs/findings.md)"
         ),
-        torch=">=2.14",
+        torch=">=2.12",
     ),
     DrawnFailure(
         methods=_EXPANDED_WEIGHTS,
