@@ -274,18 +274,19 @@ def test_psg_raw_records_what_the_library_did(subprocess_env):
 
 def test_the_grouped_transposed_convolution_row_covers_exactly_what_fails():
     """The torch 2.0 oneDNN row's ``when``, held to torch itself: on a grid of 1-wide grouped
-    ConvTranspose1d layers the forward fails exactly where the row covers the layer and holds."""
+    ConvTranspose1d layers the forward fails exactly where the row covers the layer and holds
+    (on this process's thread count: one under -n, more serially)."""
     [row] = [row for row in SUPPORT_MATRIX if row.error.startswith("could not construct a memory descriptor")]
     grid = [
-        (groups * per_in, groups * per_out, groups, stride, output_padding)
+        (groups * per_in, groups * per_out, groups, stride, output_padding, dilation)
         for groups in (1, 2, 3)
         for per_in, per_out in ((1, 1), (2, 1), (1, 2), (3, 1))
-        for stride, output_padding in ((1, 0), (2, 0), (2, 1), (3, 2))
+        for stride, output_padding, dilation in ((1, 0, 1), (1, 0, 2), (1, 1, 2), (2, 0, 1), (2, 1, 1), (3, 2, 1))
     ]
     seen = {}
-    for in_channels, out_channels, groups, stride, output_padding in grid:
+    for in_channels, out_channels, groups, stride, output_padding, dilation in grid:
         kwargs = {"in_channels": in_channels, "out_channels": out_channels, "kernel_size": 1, "stride": stride,
-                  "output_padding": output_padding, "groups": groups, "dilation": 1}
+                  "output_padding": output_padding, "groups": groups, "dilation": dilation}
         layer = Layer("conv_transpose1d", tuple(kwargs.items()), (in_channels, 5), (out_channels, 4 * stride + output_padding + 1))
         try:
             torch.nn.ConvTranspose1d(**kwargs)(torch.randn(2, in_channels, 5))

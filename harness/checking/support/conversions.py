@@ -65,6 +65,24 @@ CONVERSION_MATRIX: tuple[ConversionFailure, ...] = (
     ),
     ConversionFailure(
         methods=("opacus",),
+        conversions=("gru",),
+        checks=("grads",),
+        when=lambda args: (
+            args.get("num_layers", 1) > 1 and args.get("bidirectional") and args.get("bias", True) and not args.get("batch_first")
+        ),
+        error=r"output with shape \[1, 4\] doesn't match the broadcast shape \[4, 1, 4\]",
+        reason=(
+            "DPGRU's per-sample gradients of a 2-layer bidirectional GRU fail (an in-place add of shape [1, 4] "
+            "into [4, 1, 4]) in the layout the default run converts (sequence first, with bias; the other layouts not "
+            "run on these releases). Seen on Opacus 1.5.3 and 1.5.4, on torch 2.0.1 to 2.5.1 and on 2.14.0; 1.6.0 passes; "
+            "releases before 1.5.3 cannot convert on torch 2.14 (the torch.load row) and were not run on an older "
+            "torch; no upstream report found. Found by a direct `tox -e torch2_0` run (the release history does "
+            "not judge the conversion cells yet)"
+        ),
+        opacus=">=1.5.3,<1.6",
+    ),
+    ConversionFailure(
+        methods=("opacus",),
         conversions=("lstm",),
         when=lambda args: args.get("proj_size", 0) > 0,
         error=r"size mismatch for weight_hh_l0",
