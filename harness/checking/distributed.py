@@ -40,7 +40,7 @@ import torch
 from harness.core.clipping import clipped_sum, mid_bound, per_sample_norms
 from harness.core.distance import Comparison, assert_close
 from harness.core.errors import MethodFailed, MethodUnavailable, ToleranceError
-from harness.core.releases import library
+from harness.core.releases import MAKE_PRIVATE_MODES, library
 from harness.core.tolerances import Tolerance, tolerance_for
 from harness.methods.opacus import OPACUS_CLIP_EPS, LossWithReduction
 from harness.problems.build import build_case
@@ -126,6 +126,7 @@ class DistributedTrial:
             return "torch.distributed with gloo is not available in this torch build"
         try:
             opacus = library("opacus")
+            MAKE_PRIVATE_MODES.require()  # the trial names its grad_sample_mode, which make_private took from 1.2
             from opacus.optimizers import get_optimizer_class
 
             get_optimizer_class(clipping=self.clipping, distributed=True, grad_sample_mode=self.mode)
@@ -255,7 +256,7 @@ def _one_step(trial: DistributedTrial, rank: int, bounds: Bounds, tamper: Tamper
         module=_wrap(case.model, trial, rank),
         optimizer=torch.optim.SGD(case.model.parameters(), lr=LR),
         data_loader=whole_batch,
-        criterion=criterion,
+        **({"criterion": criterion} if trial.mode == "ghost" else {}),  # a release before 1.5 takes none
         noise_multiplier=trial.noise_multiplier,
         max_grad_norm=bounds.for_opacus(trial.clipping),
         poisson_sampling=False,

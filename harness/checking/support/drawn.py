@@ -142,7 +142,11 @@ def _one_output_channel_per_group(layer: Layer) -> bool:
 
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     # Old releases first: a model refused as a whole fails so, whatever else its layers would do.
-    DrawnFailure(layers=(*_TRANSPOSED, "lstm", "mha", "rms_norm", "batch_norm", "embedding_bag"), **OPACUS_NO_FALLBACK),
+    DrawnFailure(
+        layers=(*_TRANSPOSED, "lstm", "rnn", "gru", "mha", "rms_norm", "batch_norm", "embedding_bag"),
+        when=lambda layer: layer.has_parameters,  # a normalization without parameters needs no grad sampler
+        **OPACUS_NO_FALLBACK,
+    ),
     DrawnFailure(
         methods=("*",),
         layers=("conv_transpose1d",),
@@ -506,6 +510,19 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         ),
         opacus=">=1.4.1",
     ),
+    # Before the padding_mode row below: a string padding is refused before its mode matters.
+    DrawnFailure(
+        methods=("opacus-hooks", "opacus-dpoptimizer"),
+        layers=_CONVOLUTIONS,
+        when=lambda layer: isinstance(layer.kwargs["padding"], str),
+        error=r"im2col\(\): argument 'padding'|unsupported operand type\(s\) for \+: 'int' and 'str'",
+        reason=(
+            "Opacus' convolution grad sampler before 1.2 adds the layer's padding to sizes as a number: a string "
+            "padding ('same', 'valid') is a TypeError. Support came with "
+            "https://github.com/meta-pytorch/opacus/pull/451 (in 1.2.0). Seen by the release history on 1.0.0 to 1.1.x"
+        ),
+        opacus="<1.2",
+    ),
     DrawnFailure(
         methods=("opacus-hooks", "opacus-ghost", "opacus-dpoptimizer"),
         layers=_CONVOLUTIONS,
@@ -519,18 +536,6 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "opacus/grad_sample and tensor_utils, 1.0.0 to 1.6.0), and the release history fails these draws on each"
         ),
         opacus=">=1.0",
-    ),
-    DrawnFailure(
-        methods=("opacus-hooks", "opacus-dpoptimizer"),
-        layers=_CONVOLUTIONS,
-        when=lambda layer: isinstance(layer.kwargs["padding"], str),
-        error=r"im2col\(\): argument 'padding'|unsupported operand type\(s\) for \+: 'int' and 'str'",
-        reason=(
-            "Opacus' convolution grad sampler before 1.2 adds the layer's padding to sizes as a number: a string "
-            "padding ('same', 'valid') is a TypeError. Support came with "
-            "https://github.com/meta-pytorch/opacus/pull/451 (in 1.2.0). Seen by the release history on 1.0.0 to 1.1.x"
-        ),
-        opacus="<1.2",
     ),
     DrawnFailure(
         methods=("opacus-hooks", "opacus-ghost", "opacus-dpoptimizer"),

@@ -84,7 +84,7 @@ OPACUS_NO_FALLBACK: dict[str, Any] = {
     "error": r"grad sampler is not yet implemented for|Model contains a trainable layer that Opacus doesn't currently support",
     "reason": (
         "Opacus before 1.2 computes per-sample gradients only for the modules it has a grad sampler for and "
-        "refuses a model with any other trainable module (nn.MultiheadAttention, nn.LSTM, nn.RMSNorm, "
+        "refuses a model with any other trainable module (nn.MultiheadAttention, nn.LSTM, nn.RNN, nn.GRU, nn.RMSNorm, "
         "nn.ConvTranspose1d/2d/3d, BatchNorm, nn.EmbeddingBag, a module with its own nn.Parameter): 'grad sampler is not yet "
         "implemented' to 1.1.0, its validator's 'Model contains a trainable layer that Opacus doesn't currently "
         "support' in 1.1.1 to 1.1.3. The functorch fallback for such modules came in 1.2.0. Measured on every "
