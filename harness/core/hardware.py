@@ -58,6 +58,10 @@ def onednn_bf16() -> bool:
     return bool(supported()) if supported is not None else {"avx512bw", "avx512vl", "avx512dq"} <= cpu_flags()
 
 
+#: What precedes the CPU's flags in an :func:`instruction_sets` line.
+_FLAGS = "CPU flags: "
+
+
 def instruction_sets() -> str:
     """One line on what this process runs with: ATen's capability, oneDNN's bfloat16 support, the
     caps set in the environment and the CPU's SIMD flags."""
@@ -65,8 +69,13 @@ def instruction_sets() -> str:
     simd = sorted(flag for flag in cpu_flags() if flag.startswith(("avx", "amx")))
     return (
         f"ATen {cpu_capability()}, oneDNN bfloat16 {'yes' if onednn_bf16() else 'no'}"
-        f"{' (' + ', '.join(caps) + ')' if caps else ''}; CPU flags: {' '.join(simd) or 'none with AVX'}"
+        f"{' (' + ', '.join(caps) + ')' if caps else ''}; {_FLAGS}{' '.join(simd) or 'none with AVX'}"
     )
+
+
+def recorded_cpu_flags(line: str) -> frozenset[str] | None:
+    """The CPU flags an :func:`instruction_sets` line recorded, or None where it records none."""
+    return frozenset(line.split(_FLAGS, 1)[1].split()) if _FLAGS in line else None
 
 
 @dataclass(frozen=True)

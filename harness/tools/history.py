@@ -52,6 +52,7 @@ from pathlib import Path
 
 from harness.benchmarks.records import BadInput
 from harness.checking.support import CHECKS, DRAWN_MATRIX, expected_failure
+from harness.core.hardware import recorded_cpu_flags
 from harness.core.markdown import markdown_table
 from harness.core.releases import Versions
 from harness.tools.bisect import PINNED, Release, releases
@@ -128,8 +129,7 @@ class Combination:
 
     def as_versions(self) -> Versions:
         """The releases it ran, and the CPU flags its run recorded (``instruction_sets``)."""
-        recorded = str(self.meta.get("instruction_sets", ""))
-        flags = frozenset(recorded.split("CPU flags: ", 1)[1].split()) if "CPU flags: " in recorded else None
+        flags = recorded_cpu_flags(str(self.meta.get("instruction_sets", "")))
         return Versions(self.versions.get("torch"), self.versions.get("opacus"), self.versions.get("backpack"), flags)
 
 

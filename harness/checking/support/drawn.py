@@ -140,6 +140,14 @@ def _one_output_channel_per_group(layer: Layer) -> bool:
     )
 
 
+#: Opacus 1.2.0's functorch fallback on nn.EmbeddingBag (no grad sampler yet): the methods it runs, per layout below.
+_OPACUS_1_2_ON_BAGS: dict[str, Any] = {
+    "methods": ("opacus-hooks", "opacus-functorch", "opacus-dpoptimizer"),
+    "layers": ("embedding_bag",),
+    "opacus": "==1.2.0",
+}
+
+
 DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
     # Old releases first: a model refused as a whole fails so, whatever else its layers would do.
     DrawnFailure(
@@ -559,8 +567,7 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         opacus=">=1.3",
     ),
     DrawnFailure(
-        methods=("opacus-hooks", "opacus-functorch", "opacus-dpoptimizer"),
-        layers=("embedding_bag",),
+        **_OPACUS_1_2_ON_BAGS,
         when=lambda layer: layer.kwargs["layout"] == "2d" and layer.in_shape[0] > 1,
         error=r"returned shape \(\d+, \d+, \d+\) for layers\.\d+\.weight, expected|differs from the reference",
         reason=(
@@ -568,11 +575,9 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "bags longer than one id returns per-sample gradients of the wrong shape (shape (2, 2, 1) for a "
             "(1, 2, 1) weight at B=1); bags of one id pass. Found by a direct `tox -e opacus1_2_0` (torch 2.14.0)"
         ),
-        opacus="==1.2.0",
     ),
     DrawnFailure(
-        methods=("opacus-hooks", "opacus-functorch", "opacus-dpoptimizer"),
-        layers=("embedding_bag",),
+        **_OPACUS_1_2_ON_BAGS,
         when=lambda layer: layer.kwargs["layout"] != "2d",
         error=r"vmap: Expected all tensors to have the same size in the mapped dimension",
         reason=(
@@ -580,7 +585,6 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "path): its functorch fallback maps over every input of the module, and a flat input with offsets "
             "has no batch dimension. Seen by the release history on 1.2.0 (torch 2.14.0)"
         ),
-        opacus="==1.2.0",
     ),
     DrawnFailure(
         methods=("opacus-functorch",),
