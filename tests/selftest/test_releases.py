@@ -10,6 +10,7 @@ from packaging.version import Version
 
 from harness.checking.checks import check_property
 from harness.checking.support import ZooFailure
+from harness.checking.support.conversions import FIX_CLONES_WITH_TORCH_LOAD
 from harness.checking.trials import PropertyTrial
 from harness.core import releases
 from harness.core.errors import MethodUnavailable
@@ -118,6 +119,8 @@ def test_resnet18_gn_is_the_model_opacus_fixer_makes():
 
     if problem := releases.import_problem("opacus"):
         pytest.skip(problem)
+    if FIX_CLONES_WITH_TORCH_LOAD.holds_for(Versions.installed()):
+        pytest.skip(f"ModuleValidator.fix fails on {FIX_CLONES_WITH_TORCH_LOAD.scope()}: {FIX_CLONES_WITH_TORCH_LOAD.link}")
     from opacus.validators import ModuleValidator
 
     torch.manual_seed(0)

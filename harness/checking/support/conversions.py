@@ -9,20 +9,23 @@ from harness.checking.support.rows import ConversionFailure
 #: Seen on the project's default releases; the release environments hold the range.
 _SEEN_ON = "Seen on Opacus 1.6.0 with torch 2.14.0"
 
-CONVERSION_MATRIX: tuple[ConversionFailure, ...] = (
-    ConversionFailure(
-        methods=("opacus",),
-        conversions=("lstm", "gru", "mha", "instance_norm"),
-        error=r"Weights only load failed",
-        reason=(
-            "ModuleValidator.fix before Opacus 1.5.3 clones the model with torch.load, whose weights_only default "
-            "is True from torch 2.6: every fix fails with an UnpicklingError on torch 2.6 and later (fixed by "
-            "loading with weights_only=False in 1.5.3). Measured with Opacus 1.4.0 on torch 2.14.0"
-        ),
-        link="https://github.com/meta-pytorch/opacus/pull/696",
-        opacus="<1.5.3",
-        torch=">=2.6",
+#: Every ModuleValidator.fix fails on these releases (the zoo builds resnet18_gn without it for that reason).
+FIX_CLONES_WITH_TORCH_LOAD = ConversionFailure(
+    methods=("opacus",),
+    conversions=("lstm", "gru", "mha", "instance_norm"),
+    error=r"Weights only load failed",
+    reason=(
+        "ModuleValidator.fix before Opacus 1.5.3 clones the model with torch.load, whose weights_only default "
+        "is True from torch 2.6: every fix fails with an UnpicklingError on torch 2.6 and later (fixed by "
+        "loading with weights_only=False in 1.5.3). Measured with Opacus 1.0.0, 1.2.0 and 1.4.0 on torch 2.14.0"
     ),
+    link="https://github.com/meta-pytorch/opacus/pull/696",
+    opacus="<1.5.3",
+    torch=">=2.6",
+)
+
+CONVERSION_MATRIX: tuple[ConversionFailure, ...] = (
+    FIX_CLONES_WITH_TORCH_LOAD,
     ConversionFailure(
         methods=("opacus",),
         conversions=("mha",),
