@@ -24,7 +24,9 @@ keeps it for every count, because starting is the slow part: importing torch und
    counted 1.5% more without warm-up; a number of calls, never a time, so a loaded machine warms
    up as far as a quiet one), collects garbage and counts ``rounds`` rounds of ``calls_per_round``
    calls (more for a small call: :data:`ROUND_BUDGET`), each between collection toggles and ended
-   by a dump, less what an empty round counts.
+   by a dump, less what an empty round counts. A small call's case is built :data:`LAYOUT_BUILDS`
+   times over (each build kept, so the next lies elsewhere in the heap), each build warmed up
+   and counted in turn.
 
 What else could make two runs' processes differ is held fixed: the worker runs without
 address-space randomization (:func:`_fixed_addresses`), its environment is a fixed list of
@@ -32,10 +34,12 @@ variables (:func:`_worker_environment`: a plugin's own variables, a CI job's ids
 ``PYTHONPATH`` move the initial stack and what malloc does, and a 1M-instruction call by up to
 1%), its ``sys.path`` is the harness's folder, and its arguments have the same length.
 
-The per-call figure is the smallest round: CPython's adaptive interpreter re-specializes some
-instructions now and then and glibc's malloc consolidates its free lists now and then, which adds
-up to 1% to one call and nothing to the next; work the method does on every call is in every
-round. Counts are made on the code paths valgrind's CPU offers (it hides AVX-512, so oneDNN takes
+The per-call figure is the median over the builds of each build's smallest round: CPython's
+adaptive interpreter re-specializes some instructions now and then and glibc's malloc consolidates
+its free lists now and then, which adds up to 1% to one call and nothing to the next (the
+smallest round leaves it out), and where a build's objects lie moves every call of that build by
+about 0.1% (the median of three builds evens it out); work the method does on every call is in
+every round. Counts are made on the code paths valgrind's CPU offers (it hides AVX-512, so oneDNN takes
 its AVX2 kernels, and torch.compile is told to build for x86-64-v3): compare counts with counts
 of the same machine class, valgrind and torch, never with a native run.
 """
@@ -52,6 +56,7 @@ import platform
 import select
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +79,18 @@ ROUNDS = 3
 #: instructions or less gets 12 rounds, one of 20M or more the 3.
 ROUND_BUDGET = 60_000_000
 MAX_ROUNDS = 12
+#: Builds of the case a count of a small call takes the median of, each build kept alive so the
+#: next lands at other addresses: sets and dicts keyed by objects (autograd's, Opacus') and
+#: CPython's type-attribute cache cost more or less with where a case's objects lie in the heap, and
+#: the heap differs a little from process to process. One build's smallest round of opacus-ew on
+#: smooth_cnn B=1 (4.19M instructions) moved by 0.23% between builds in one copy, as much as
+#: between processes (docs/calibration.md, round 4). Each build gets its share of the rounds.
+LAYOUT_BUILDS = 3
+#: A call of this many instructions or more gets one build: the layout term (some thousands of
+#: instructions) is under 0.1% of it.
+ONE_BUILD_FROM = ROUND_BUDGET // ROUNDS
+#: Calls that warm up a build after the first: the code is quickened and the kernels are built.
+REWARM_CALLS = 3
 #: Calls per round; a round's count is divided by them.
 CALLS_PER_ROUND = 1
 #: Seconds the worker may take to start (import torch, pre-warm the methods: 30-50 s here).
@@ -157,22 +174,30 @@ def valgrind_missing(switch: str | None = None) -> str | None:
 
 @dataclass(frozen=True)
 class InstructionCount:
-    """The counted rounds of one method on one case, each less the counting's own cost (``overhead``)."""
+    """The counted rounds of one method on one case, each less the counting's own cost
+    (``overhead``), per build of the case (:data:`LAYOUT_BUILDS`)."""
 
-    #: Instructions per call in each counted round.
-    rounds: tuple[int, ...]
+    #: Instructions per call in each counted round of each build.
+    builds: tuple[tuple[int, ...], ...]
     calls_per_round: int
     overhead: int
     #: Calls made before counting.
     warmup_calls: int
     seconds: float
-    #: Seconds of the count's phases in the worker: ``set_up``, ``warm_up`` and ``counting``.
+    #: Seconds of the count's phases in the worker: ``set_up`` and ``warm_up`` of the first build,
+    #: then ``counting`` (the other builds' set-up and warm-up included).
     phases: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
+    def rounds(self) -> tuple[int, ...]:
+        """Every counted round, build after build."""
+        return tuple(n for build in self.builds for n in build)
+
+    @property
     def per_call(self) -> int:
-        """The call's figure: the smallest round (interpreter re-specialization adds to some calls only)."""
-        return min(self.rounds)
+        """The call's figure: the median over the builds of each build's smallest round (interpreter
+        re-specialization adds to some calls only; where the objects lie, to every call of a build)."""
+        return round(statistics.median(min(build) for build in self.builds))
 
 
 def _case_label(model: str, batch_size: int, method: str) -> str:
@@ -214,9 +239,9 @@ class InstructionCounter:
     where the method or the model it counts is not the harness's own here, so third-party methods,
     replaced built-ins and a plugin's models are counted as this process runs them; a method whose
     function differs between here and the copy is refused, naming the module. The worker itself
-    imports no plugin. ``warmup_calls``, ``rounds`` (the least: a small call gets more, see
-    :func:`counted_rounds`) and ``calls_per_round`` are per count (see the
-    module's notes); ``timeout_s`` bounds one count and
+    imports no plugin. ``warmup_calls``, ``rounds`` (the least per build: a small call gets more,
+    see :func:`counted_rounds`), ``calls_per_round`` and ``builds`` (of a small call's case; one
+    for a heavy method) are per count (see the module's notes); ``timeout_s`` bounds one count and
     ``startup_timeout_s`` the worker's start. ``switch`` picks how the instrumentation is switched
     (:data:`SWITCHES`; default: :func:`default_switch`). Not for use from several threads at once.
     """
@@ -228,16 +253,17 @@ class InstructionCounter:
         warmup_calls: int = WARMUP_CALLS,
         rounds: int = ROUNDS,
         calls_per_round: int = CALLS_PER_ROUND,
+        builds: int = LAYOUT_BUILDS,
         timeout_s: float = COUNT_TIMEOUT_S,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
         switch: str | None = None,
     ) -> None:
         if isinstance(plugins, str):
             raise TypeError(f"plugins must be a sequence of module names, got the string {plugins!r}")
-        if warmup_calls < 0 or rounds < 1 or calls_per_round < 1:
+        if warmup_calls < 0 or rounds < 1 or calls_per_round < 1 or builds < 1:
             raise ValueError(
-                "need warmup_calls >= 0, rounds >= 1 and calls_per_round >= 1, "
-                f"got {warmup_calls}, {rounds}, {calls_per_round}"
+                "need warmup_calls >= 0, rounds >= 1, calls_per_round >= 1 and builds >= 1, "
+                f"got {warmup_calls}, {rounds}, {calls_per_round}, {builds}"
             )
         self.switch = switch or default_switch()
         if self.switch not in SWITCHES:
@@ -246,6 +272,7 @@ class InstructionCounter:
         self.warmup_calls = warmup_calls
         self.rounds = rounds
         self.calls_per_round = calls_per_round
+        self.builds = builds
         self.timeout_s = timeout_s
         self.startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen | None = None
@@ -341,7 +368,7 @@ class InstructionCounter:
         if "error" in reply:
             raise CountFailed(f"counting {label}: {reply['error']}")
         return InstructionCount(
-            tuple(reply["rounds"]),
+            tuple(tuple(build) for build in reply["builds"]),
             self.calls_per_round,
             reply["overhead"],
             reply["warmup_calls"],
@@ -372,6 +399,7 @@ class InstructionCounter:
             "warmup_calls": self.warmup_calls,
             "rounds": self.rounds,
             "calls_per_round": self.calls_per_round,
+            "builds": self.builds,
         }
         if self.plugins and not (_built_in(function) and _built_in(builder)):
             request["plugins"] = {
@@ -624,11 +652,17 @@ def _current(request: dict) -> tuple[str | None, str | None]:
     return function, _model_builder(request["model"])
 
 
-def counted_rounds(count_round: Callable[[], float], least: int, calls_per_round: int = 1) -> list[float]:
-    """Per-call counts of ``least`` rounds (``count_round`` counts one), and more, up to
-    :data:`MAX_ROUNDS`, until the rounds' calls add up to :data:`ROUND_BUDGET` instructions."""
+def counted_rounds(
+    count_round: Callable[[], float],
+    least: int,
+    calls_per_round: int = 1,
+    most: int = MAX_ROUNDS,
+    budget: float = ROUND_BUDGET,
+) -> list[float]:
+    """Per-call counts of ``least`` rounds (``count_round`` counts one), and more, up to ``most``,
+    until the rounds' calls add up to ``budget`` instructions (one build's share of them)."""
     rounds: list[float] = []
-    while len(rounds) < least or (len(rounds) < MAX_ROUNDS and sum(rounds) * calls_per_round < ROUND_BUDGET):
+    while len(rounds) < least or (len(rounds) < most and sum(rounds) * calls_per_round < budget):
         rounds.append(count_round())
     return rounds
 
@@ -637,8 +671,10 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
     """Build the request's case and workload, warm it up, and count its calls (in a forked
     copy of the worker, which exits afterwards).
 
-    The garbage collector runs before the counted rounds and not during them (as ``timeit``
-    does): where a collection falls would make the counts differ. A heavy method (torch.compile)
+    The garbage collector runs before each build's counted rounds and not during them (as
+    ``timeit`` does): where a collection falls would make the counts differ. A build after the
+    first is warmed up with :data:`REWARM_CALLS` calls; a call of :data:`ONE_BUILD_FROM`
+    instructions or more stops after its first build. A heavy method (torch.compile)
     is set up and warmed up with the instrumentation off: compiling under it took 56-205 s a case,
     13-15 s without. Not with ``vgdb``: valgrind 3.19 opens no vgdb channel for a forked process.
     """
@@ -665,26 +701,43 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
             )
     started = time.monotonic()
     heavy = method in HEAVY_METHODS and instrumentation.switch == "client-request"
-    if heavy:
-        instrumentation.turn(on=False)
     torch.set_num_threads(THREADS)
-    torch.manual_seed(0)
-    case = BenchmarkTrial(request["model"], request["batch_size"], "float32", "cpu", method).build()
-    call = workload(method, case)
-    set_up = time.monotonic()
-    for _ in range(request["warmup_calls"]):
-        call()
-    if heavy:
-        instrumentation.turn(on=True)
-        call()  # uncounted: valgrind translates the call's code anew, with the instrumentation
-    warm = time.monotonic()
     workdir, calls = instrumentation.workdir, request["calls_per_round"]
-    gc.collect()
-    gc.disable()
-    overhead = min(_counted(lambda: None, 1, workdir) for _ in range(3))
-    rounds = counted_rounds(lambda: (_counted(call, calls, workdir) - overhead) / calls, request["rounds"], calls)
-    if not 0 < min(rounds) < 2**62:
-        raise RuntimeError(f"callgrind counted {min(rounds)} instructions per call: the instrumentation is not on")
+    planned = 1 if method in HEAVY_METHODS else request["builds"]
+    kept = []  # every build stays alive: the next one lands at other addresses
+    builds: list[list[float]] = []
+    overhead = set_up = warm = None
+    while len(builds) < planned:
+        if heavy:
+            instrumentation.turn(on=False)
+        torch.manual_seed(0)
+        case = BenchmarkTrial(request["model"], request["batch_size"], "float32", "cpu", method).build()
+        call = workload(method, case)
+        kept.append((case, call))
+        set_up = set_up or time.monotonic()
+        for _ in range(REWARM_CALLS if builds else request["warmup_calls"]):
+            call()
+        if heavy:
+            instrumentation.turn(on=True)
+            call()  # uncounted: valgrind translates the call's code anew, with the instrumentation
+        warm = warm or time.monotonic()
+        gc.collect()
+        gc.disable()
+        if overhead is None:
+            overhead = min(_counted(lambda: None, 1, workdir) for _ in range(3))
+        rounds = counted_rounds(
+            lambda call=call, overhead=overhead: (_counted(call, calls, workdir) - overhead) / calls,
+            request["rounds"],
+            calls,
+            most=max(request["rounds"], MAX_ROUNDS // planned),
+            budget=ROUND_BUDGET / planned,
+        )
+        gc.enable()
+        builds.append(rounds)
+        if min(rounds) >= ONE_BUILD_FROM:
+            break
+    if not 0 < min(min(build) for build in builds) < 2**62:
+        raise RuntimeError(f"callgrind counted {min(builds[0])} instructions per call: the instrumentation is not on")
     done = time.monotonic()
     phases = {
         "set_up": set_up - started,
@@ -692,7 +745,7 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
         "counting": done - warm,
     }
     return {
-        "rounds": [round(n) for n in rounds],
+        "builds": [[round(n) for n in build] for build in builds],
         "overhead": overhead,
         "warmup_calls": request["warmup_calls"],
         "seconds": done - started,

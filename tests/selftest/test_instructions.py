@@ -17,6 +17,7 @@ from harness.benchmarks.instructions import (
     MAX_ROUNDS,
     ROUND_BUDGET,
     CountFailed,
+    InstructionCount,
     InstructionCounter,
     counted_rounds,
     valgrind_missing,
@@ -77,9 +78,26 @@ def test_a_small_call_is_counted_over_more_rounds(per_call, calls_per_round, exp
     assert len(counted_rounds(lambda: per_call, 3, calls_per_round)) == expected
 
 
+def test_one_builds_share_of_the_rounds_and_the_budget():
+    """Three builds of a 1M-instruction call: four rounds each (twelve in all, as one build had)."""
+    assert len(counted_rounds(lambda: 1_000_000, 3, most=MAX_ROUNDS // 3, budget=ROUND_BUDGET / 3)) == 4
+    assert len(counted_rounds(lambda: ROUND_BUDGET, 3, most=MAX_ROUNDS // 3, budget=ROUND_BUDGET / 3)) == 3
+
+
+def test_the_figure_is_the_median_of_the_builds_smallest_rounds():
+    """A round that re-specializes counts high once (the smallest round leaves it out); a build whose
+    objects lie where they collide counts high on every call (the median of the builds leaves it out)."""
+    count = InstructionCount(((1_010, 1_000, 1_004), (1_030, 1_026), (1_002, 1_003)), 1, 0, 10, 1.0)
+    assert count.per_call == 1_002
+    assert count.rounds == (1_010, 1_000, 1_004, 1_030, 1_026, 1_002, 1_003)
+    assert InstructionCount(((7, 5, 6),), 1, 0, 10, 1.0).per_call == 5
+
+
 def test_bad_input_is_refused_before_a_worker_starts():
     with pytest.raises(ValueError, match="rounds >= 1"):
         InstructionCounter(rounds=0)
+    with pytest.raises(ValueError, match="builds >= 1"):
+        InstructionCounter(builds=0)
     with pytest.raises(TypeError, match="sequence of module names"):
         InstructionCounter(plugins="my_plugin")
     with pytest.raises(ValueError, match="switch must be one of"):
