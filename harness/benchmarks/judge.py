@@ -30,9 +30,12 @@ method, and the threshold it is judged by is the larger of ``--threshold`` and t
 spread. The rounds of all baseline runs are pooled for the test. The same holds for the run
 being judged: ``--current`` takes several runs of the same code, whose median figure is judged.
 
-A benchmark recorded while the 1-minute load average was at or above the core count is not
-judged by time (the harness's benchmarks record both): a process descheduled for milliseconds
-at a time fakes a slowdown of any size. Nor, for ratios, is a run whose batched step took more
+A run in which any benchmark recorded a 1-minute load average at or above the core count is not
+judged by time (the harness's benchmarks record both; the rule that refuses such a run as a
+baseline): a process descheduled for milliseconds at a time fakes a slowdown of any size, and the
+1-minute average lags the load, so the benchmarks of a loaded run that read below the cores were
+not timed on a quiet machine either (two such runs gave a +18.4% ``REGRESSION`` of unchanged code,
+docs/calibration.md). Nor, for ratios, is a run whose batched step took more
 than ``--max-drift`` times as long (or as short) as the baseline runs' median: a shared machine
 has such spells, and they slow the methods by a different factor than the batched step.
 
@@ -127,7 +130,7 @@ REGRESSIONS = ("REGRESSION", *MORE.values(), "HUNGRIER")
 #: Why a time row was not judged, by cause, as the summary says it.
 UNJUDGED_BECAUSE = {
     "machine": "with no baseline run on this CPU",
-    "load": "recorded at a load at or above the core count in every current run",
+    "load": "with a load at or above the core count recorded in every current run",
     "drift": "with the batched step beyond --max-drift of the baseline runs' in every current run",
 }
 #: Shown for a figure there is none of (a row not judged, no test on the rounds).
@@ -156,11 +159,18 @@ class Timing:
 
     @property
     def loaded(self) -> bool:
-        """Recorded while the machine had more runnable work than cores: not to be judged by time."""
+        """Recorded while the machine had more runnable work than cores."""
         return self.load is not None and self.cpus is not None and self.load >= self.cpus
 
 
 TimedRun = dict[tuple[str, str], Timing]
+
+
+def loaded_at(run: TimedRun) -> Timing | None:
+    """The benchmark of ``run`` recorded at the highest load, if any was at or above the core
+    count: then no time of the run is judged."""
+    loaded = [timing for timing in run.values() if timing.loaded]
+    return max(loaded, key=lambda timing: timing.load) if loaded else None
 
 
 @dataclass(frozen=True)
@@ -335,7 +345,7 @@ def judge_timings(
     """A row per key (default :func:`time_keys`); ``baselines`` are the runs comparable by time
     (the same machine), and a key none of them has is not judged.
 
-    Current runs taken under load are left out of a row, and so are runs (current or baseline)
+    Current runs taken under load (any of their benchmarks: :func:`loaded_at`) are left out of a row, and so are runs (current or baseline)
     whose batched step ran more than ``max_drift`` times slower or faster than the baseline
     runs' median (ratios only); a row with no current run left is not judged."""
     rows = []
@@ -344,7 +354,7 @@ def judge_timings(
         if not having:
             rows.append(TimingVerdict(*key, None, None, None, "not judged: no baseline run on this CPU", None, "machine"))
             continue
-        judged_baselines, quiet = having, [run for run in currents if not run[key].loaded]
+        judged_baselines, quiet = having, [run for run in currents if loaded_at(run) is None]
         reference = None
         if not absolute:
             times = [t for t in (_batched_time(run, key) for run in having) if t is not None]
@@ -361,7 +371,7 @@ def judge_timings(
                 worst = max((_drift(run, key, reference) for run in quiet), key=lambda d: max(d, 1 / d))
                 why, cause = f"batched step {worst:.2g}x the baseline's", "drift"
             else:
-                loaded = max(currents, key=lambda run: run[key].load)[key]
+                loaded = max((loaded_at(run) for run in currents), key=lambda timing: timing.load)
                 why, cause = f"load {loaded.load:.1f} on {loaded.cpus} cores", "load"
             rows.append(TimingVerdict(*key, b, None, None, f"not judged: {why}", allowed, cause))
             continue
