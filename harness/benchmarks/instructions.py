@@ -70,13 +70,14 @@ from harness.benchmarks.records import BATCHED
 
 #: Calls before counting: CPython 3.11 quickens a function after 8 calls.
 WARMUP_CALLS = 10
-#: Rounds counted per request at least, each ending in a dump; the smallest round is the figure.
+#: Rounds counted per build at least, each ending in a dump; a build's smallest round is its figure.
 ROUNDS = 3
 #: More rounds, up to :data:`MAX_ROUNDS`, until the rounds add up to this many instructions: one
 #: round of a small call reads up to 1.5% above its floor, and the smallest of 3 rounds of
 #: vmap-compiled on mlp B=8 (0.86M instructions) was 0.5% apart in two runs; the smallest of 12 was
-#: 37 and 48 instructions apart in two pairs of workers (docs/calibration.md). A call of 5M
-#: instructions or less gets 12 rounds, one of 20M or more the 3.
+#: 37 and 48 instructions apart in two pairs of workers (docs/calibration.md). With the
+#: :data:`LAYOUT_BUILDS` each build gets its share: a call of 5M instructions or less 4 rounds a
+#: build (12 in all), one of 20M or more one build of 3.
 ROUND_BUDGET = 60_000_000
 MAX_ROUNDS = 12
 #: Builds of the case a count of a small call takes the median of, each build kept alive so the
