@@ -411,6 +411,24 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
         reason="Opacus before 1.1.1 has no dilated Conv3d in its unfold3d (NotImplementedError; measured on every release 1.0.0 to 1.1.0)",
         opacus="<1.1.1",
     ),
+    # After the dilated-Conv3d refusal before 1.1.1 (unfold3d checks the dilation first), before the
+    # float64 one from 1.1.1 and the padding_mode row: a string padding fails before either matters.
+    DrawnFailure(
+        methods=("opacus-hooks", "opacus-dpoptimizer"),
+        layers=_CONVOLUTIONS,
+        when=lambda layer: isinstance(layer.kwargs["padding"], str),
+        error=(
+            r"im2col\(\): argument 'padding'|unsupported operand type\(s\) for \+: 'int' and 'str'"
+            r"|pad\(\): argument 'pad' \(position 2\) must be tuple of ints"
+        ),
+        reason=(
+            "Opacus' convolution grad sampler before 1.2 adds the layer's padding to sizes as a number: a string "
+            "padding ('same', 'valid') is a TypeError (Conv3d's unfold3d hands the string's characters to F.pad). "
+            "Support came with https://github.com/meta-pytorch/opacus/pull/451 (in 1.2.0). Seen by the release "
+            "history on 1.0.0 to 1.1.x, F.pad's wording by the direct runs of 1.1.1 and 1.1.2"
+        ),
+        opacus="<1.2",
+    ),
     DrawnFailure(
         methods=("opacus-hooks",),
         layers=("conv3d",),
@@ -517,19 +535,6 @@ DRAWN_MATRIX: tuple[DrawnFailure, ...] = (
             "takes batch_first from 1.4.1; the property suite draws it only there)"
         ),
         opacus=">=1.4.1",
-    ),
-    # Before the padding_mode row below: a string padding is refused before its mode matters.
-    DrawnFailure(
-        methods=("opacus-hooks", "opacus-dpoptimizer"),
-        layers=_CONVOLUTIONS,
-        when=lambda layer: isinstance(layer.kwargs["padding"], str),
-        error=r"im2col\(\): argument 'padding'|unsupported operand type\(s\) for \+: 'int' and 'str'",
-        reason=(
-            "Opacus' convolution grad sampler before 1.2 adds the layer's padding to sizes as a number: a string "
-            "padding ('same', 'valid') is a TypeError. Support came with "
-            "https://github.com/meta-pytorch/opacus/pull/451 (in 1.2.0). Seen by the release history on 1.0.0 to 1.1.x"
-        ),
-        opacus="<1.2",
     ),
     DrawnFailure(
         methods=("opacus-hooks", "opacus-ghost", "opacus-dpoptimizer"),
