@@ -122,7 +122,7 @@ def expected_failure_drawn(
         return None
     versions = Versions.of(torch_version)
     for row in (*_ADDED_DRAWN, *DRAWN_MATRIX):
-        if any(row.applies(method, layer, precision, device, versions, check) for layer in problem.layers):
+        if any(row.applies(method, layer, precision, device, versions, check, problem.batch_size) for layer in problem.layers):
             return row
     return None
 

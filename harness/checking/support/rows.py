@@ -123,11 +123,13 @@ class ZooFailure(ExpectedFailure):
 @dataclass(frozen=True, kw_only=True)
 class DrawnFailure(ExpectedFailure):
     """A row about drawn layers (``layers``: layer kinds the property suite draws), narrowed to the
-    configurations ``when`` accepts, for the quantities ``checks`` names (every one by default: a
-    method that fails to compute per-sample gradients fails their norms and clipped step too)."""
+    configurations ``when`` accepts (and, where the failure depends on it, to the batch sizes
+    ``when_batch`` accepts for the layer), for the quantities ``checks`` names (every one by
+    default: a method that fails to compute per-sample gradients fails their norms and clipped step too)."""
 
     layers: tuple[str, ...]
     when: Callable[[Layer], bool] | None = field(default=None, compare=False)
+    when_batch: Callable[[Layer, int], bool] | None = field(default=None, compare=False)
     checks: tuple[str, ...] = tuple(QUANTITIES)
 
     def __post_init__(self) -> None:
@@ -140,15 +142,23 @@ class DrawnFailure(ExpectedFailure):
             raise ValueError(f"drawn-layer row for {self.layers}: unknown checks {unknown_checks}; known: {', '.join(QUANTITIES)}")
 
     def applies(
-        self, method: str, layer: Layer, precision: str, device: str, versions: Versions | str, check: str = "grads"
+        self,
+        method: str,
+        layer: Layer,
+        precision: str,
+        device: str,
+        versions: Versions | str,
+        check: str = "grads",
+        batch_size: int | None = None,
     ) -> bool:
         """Whether this row covers a drawn layer checked for ``check`` (a quantity; ``versions``: the
-        releases, or torch's version alone)."""
+        releases, or torch's version alone) at ``batch_size`` (None: at some batch size)."""
         return (
             check in self.checks
             and _hit(layer.kind, self.layers)
             and self._covers(method, precision, device, versions)
             and (self.when is None or self.when(layer))
+            and (self.when_batch is None or batch_size is None or self.when_batch(layer, batch_size))
         )
 
 
