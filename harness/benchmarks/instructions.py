@@ -121,6 +121,8 @@ _AMD64_CLIENT_REQUEST = bytes.fromhex(
     "c3"  # ret
 )
 _DUMP_PREFIX = "callgrind.out"
+#: The folder, in the worker's, of a copy's own torch.compile caches: ``inductor.<pid>``.
+_COMPILE_CACHE_PREFIX = "inductor."
 #: The case every method runs once on before the worker forks its first count: (model, batch size).
 _PREWARM_CASE = ("mlp", 2)
 
@@ -701,6 +703,11 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
                 f"(pass the module that registers it to the counter's plugins)"
             )
     started = time.monotonic()
+    # torch.compile's on-disk caches (graphs and kernels that earlier runs left) change the path a
+    # compile takes and with it the heap the counted call runs in: vmap-compiled read 0.6-1.3% more
+    # in every run after other runs had added entries (docs/calibration.md, round 5). Each copy
+    # compiles into an empty folder of its own, whatever the user's cache holds.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(instrumentation.workdir / f"{_COMPILE_CACHE_PREFIX}{os.getpid()}")
     heavy = method in HEAVY_METHODS and instrumentation.switch == "client-request"
     torch.set_num_threads(THREADS)
     workdir, calls = instrumentation.workdir, request["calls_per_round"]
@@ -801,6 +808,7 @@ def _count_in_a_child(request: dict, instrumentation: _Instrumentation, reply: C
     for leftover in instrumentation.workdir.glob(f"{_DUMP_PREFIX}.{child}*"):
         if leftover.name == f"{_DUMP_PREFIX}.{child}" or leftover.name.startswith(f"{_DUMP_PREFIX}.{child}."):
             leftover.unlink()
+    shutil.rmtree(instrumentation.workdir / f"{_COMPILE_CACHE_PREFIX}{child}", ignore_errors=True)
     if status != 0:
         complaint = _valgrind_complaint(instrumentation.workdir / "valgrind.log", child)
         reply({"error": f"its process died ({_ended(os.waitstatus_to_exitcode(status))})" + (f": {complaint}" if complaint else "")})
