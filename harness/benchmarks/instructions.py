@@ -1,10 +1,10 @@
 """The instruction-count tier: the CPU instructions of one benchmark call, counted under callgrind.
 
 Wall-clock time on a shared machine drifts by tens of percent; the instructions a call executes
-hardly move. :class:`InstructionCounter` starts :data:`WORKERS` worker processes under valgrind's
-callgrind and keeps them for every count, because starting is the slow part: importing torch under valgrind took
+hardly move. :class:`InstructionCounter` starts one worker process under valgrind's callgrind and
+keeps it for every count, because starting is the slow part: importing torch under valgrind took
 25 s here with the instrumentation off, 140-170 s with it on (as ``torch.utils.benchmark``'s
-``collect_callgrind`` runs it, once per measurement). Each worker
+``collect_callgrind`` runs it, once per measurement). The worker
 
 1. imports torch and the built-in methods with the instrumentation off (never a plugin), and runs
    every built-in method once on a small case (the pre-warm: the lazy imports of vmap and Opacus,
@@ -24,12 +24,9 @@ callgrind and keeps them for every count, because starting is the slow part: imp
    counted 1.5% more without warm-up; a number of calls, never a time, so a loaded machine warms
    up as far as a quiet one), collects garbage and counts ``rounds`` rounds of ``calls_per_round``
    calls (more for a small call: :data:`ROUND_BUDGET`), each between collection toggles and ended
-   by a dump, less what an empty round counts. A small call's case may be built
-   :data:`LAYOUT_BUILDS` times over (each build kept, so the next lies elsewhere in the heap), each
-   build warmed up and counted in turn.
-
-Every worker counts each request at once (a heavy method: the first only), and the figure is the
-median of theirs.
+   by a dump, less what an empty round counts. A small call's case is built :data:`LAYOUT_BUILDS`
+   times over (each build kept, so the next lies elsewhere in the heap), each build warmed up
+   and counted in turn.
 
 What else could make two runs' processes differ is held fixed: the worker runs without
 address-space randomization (:func:`_fixed_addresses`), its environment is a fixed list of
@@ -37,12 +34,12 @@ variables (:func:`_worker_environment`: a plugin's own variables, a CI job's ids
 ``PYTHONPATH`` move the initial stack and what malloc does, and a 1M-instruction call by up to
 1%), its ``sys.path`` is the harness's folder, and its arguments have the same length.
 
-The per-call figure is the median over the workers' builds of each build's smallest round: CPython's
+The per-call figure is the median over the builds of each build's smallest round: CPython's
 adaptive interpreter re-specializes some instructions now and then and glibc's malloc consolidates
 its free lists now and then, which adds up to 1% to one call and nothing to the next (the
-smallest round leaves it out), and where a worker's and a build's objects lie moves every call
-of a method in that worker by up to 0.3% (the median of three workers evens it out); work the
-method does on every call is in every round. Counts are made on the code paths valgrind's CPU offers (it hides AVX-512, so oneDNN takes
+smallest round leaves it out), and where a build's objects lie moves every call of that build by
+about 0.1% (the median of three builds evens it out); work the method does on every call is in
+every round. Counts are made on the code paths valgrind's CPU offers (it hides AVX-512, so oneDNN takes
 its AVX2 kernels, and torch.compile is told to build for x86-64-v3): compare counts with counts
 of the same machine class, valgrind and torch, never with a native run.
 """
@@ -79,25 +76,17 @@ ROUNDS = 3
 #: round of a small call reads up to 1.5% above its floor, and the smallest of 3 rounds of
 #: vmap-compiled on mlp B=8 (0.86M instructions) was 0.5% apart in two runs; the smallest of 12 was
 #: 37 and 48 instructions apart in two pairs of workers (docs/calibration.md). With the
-#: #: :data:`WORKERS` and :data:`LAYOUT_BUILDS` each worker's build gets its share: a call of 5M
-#: instructions or less 4 rounds in each of 3 workers, one of 20M or more 3 in each.
+#: :data:`LAYOUT_BUILDS` each build gets its share: a call of 5M instructions or less 4 rounds a
+#: build (12 in all), one of 20M or more one build of 3.
 ROUND_BUDGET = 60_000_000
 MAX_ROUNDS = 12
-#: Builds of the case, per worker, a count of a small call takes the median of, each build kept alive so the
+#: Builds of the case a count of a small call takes the median of, each build kept alive so the
 #: next lands at other addresses: sets and dicts keyed by objects (autograd's, Opacus') and
 #: CPython's type-attribute cache cost more or less with where a case's objects lie in the heap, and
 #: the heap differs a little from process to process. One build's smallest round of opacus-ew on
 #: smooth_cnn B=1 (4.19M instructions) moved by 0.23% between builds in one copy, as much as
-#: between processes (docs/calibration.md, round 4); three builds in one worker did not even out what
-#: differs between workers (round 5), so one build and :data:`WORKERS` workers.
-LAYOUT_BUILDS = 1
-#: Worker processes a count of a small call is made in at once, its figure the median of theirs:
-#: the worker's own objects (Opacus' and autograd's, imported and pre-warmed before the first fork)
-#: lie differently in every process, and that moves all of one method's counts in that process
-#: together (opacus-hooks +0.29% to +0.46% on every case, one run against another), which no build
-#: of the case inside a copy evens out (docs/calibration.md, round 5). A heavy method (torch.compile)
-#: is counted in the first worker only.
-WORKERS = 3
+#: between processes (docs/calibration.md, round 4). Each build gets its share of the rounds.
+LAYOUT_BUILDS = 3
 #: A call of this many instructions or more gets one build: the layout term (some thousands of
 #: instructions) is under 0.1% of it.
 ONE_BUILD_FROM = ROUND_BUDGET // ROUNDS
@@ -247,16 +236,16 @@ def _built_in(name: str | None) -> bool:
 
 
 class InstructionCounter:
-    """:data:`WORKERS` worker processes under callgrind, kept for many counts (a context manager).
+    """One worker process under callgrind, kept for many counts (a context manager).
 
     ``plugins`` names the modules (those given to pytest with ``-p``) that a count's copy imports
     where the method or the model it counts is not the harness's own here, so third-party methods,
     replaced built-ins and a plugin's models are counted as this process runs them; a method whose
     function differs between here and the copy is refused, naming the module. The worker itself
     imports no plugin. ``warmup_calls``, ``rounds`` (the least per build: a small call gets more,
-    see :func:`counted_rounds`), ``calls_per_round``, ``builds`` (of a small call's case, per
-    worker; one for a heavy method) and ``workers`` are per count (see the module's notes);
-    ``timeout_s`` bounds one count and ``startup_timeout_s`` the workers' start. ``switch`` picks how the instrumentation is switched
+    see :func:`counted_rounds`), ``calls_per_round`` and ``builds`` (of a small call's case; one
+    for a heavy method) are per count (see the module's notes); ``timeout_s`` bounds one count and
+    ``startup_timeout_s`` the worker's start. ``switch`` picks how the instrumentation is switched
     (:data:`SWITCHES`; default: :func:`default_switch`). Not for use from several threads at once.
     """
 
@@ -268,17 +257,16 @@ class InstructionCounter:
         rounds: int = ROUNDS,
         calls_per_round: int = CALLS_PER_ROUND,
         builds: int = LAYOUT_BUILDS,
-        workers: int = WORKERS,
         timeout_s: float = COUNT_TIMEOUT_S,
         startup_timeout_s: float = STARTUP_TIMEOUT_S,
         switch: str | None = None,
     ) -> None:
         if isinstance(plugins, str):
             raise TypeError(f"plugins must be a sequence of module names, got the string {plugins!r}")
-        if warmup_calls < 0 or rounds < 1 or calls_per_round < 1 or builds < 1 or workers < 1:
+        if warmup_calls < 0 or rounds < 1 or calls_per_round < 1 or builds < 1:
             raise ValueError(
-                "need warmup_calls >= 0, rounds >= 1, calls_per_round >= 1, builds >= 1 and workers >= 1, "
-                f"got {warmup_calls}, {rounds}, {calls_per_round}, {builds}, {workers}"
+                "need warmup_calls >= 0, rounds >= 1, calls_per_round >= 1 and builds >= 1, "
+                f"got {warmup_calls}, {rounds}, {calls_per_round}, {builds}"
             )
         self.switch = switch or default_switch()
         if self.switch not in SWITCHES:
@@ -288,10 +276,6 @@ class InstructionCounter:
         self.rounds = rounds
         self.calls_per_round = calls_per_round
         self.builds = builds
-        self.workers = workers
-        #: The other workers' counters (one worker each), started with this one.
-        self._siblings: list[InstructionCounter] = []
-        self._started = 0.0
         self.timeout_s = timeout_s
         self.startup_timeout_s = startup_timeout_s
         self._process: subprocess.Popen | None = None
@@ -314,36 +298,14 @@ class InstructionCounter:
 
     @property
     def running(self) -> bool:
-        """Whether the workers are up (a count starts them where not)."""
-        return self._alive() and all(sibling._alive() for sibling in self._siblings)
-
-    def _alive(self) -> bool:
+        """Whether a worker is up (a count starts one where none is)."""
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the workers and wait until they have imported torch and the built-in methods."""
+        """Start the worker and wait until it has imported torch and the built-in methods."""
         if self.running:
             return
         self.close()
-        self._siblings = [
-            InstructionCounter(
-                self.plugins, warmup_calls=self.warmup_calls, rounds=self.rounds, calls_per_round=self.calls_per_round,
-                builds=self.builds, workers=1, timeout_s=self.timeout_s, startup_timeout_s=self.startup_timeout_s,
-                switch=self.switch,
-            )
-            for _ in range(self.workers - 1)
-        ]
-        try:
-            for counter in (self, *self._siblings):
-                counter._launch()
-            for counter in (self, *self._siblings):
-                counter._ready()
-        except BaseException:
-            self.close()
-            raise
-
-    def _launch(self) -> None:
-        """Start this counter's worker process (:meth:`_ready` waits for it)."""
         reason = valgrind_missing(self.switch)
         if reason is not None:
             raise CountFailed(f"cannot count instructions: {reason}")
@@ -387,16 +349,12 @@ class InstructionCounter:
         self._finalizer = weakref.finalize(
             self, _stop_worker, self._process, self._requests, self._replies, self._workdir
         )
-        self._started = started
-
-    def _ready(self) -> None:
-        """Wait until this counter's worker has started."""
         ready = self._receive(self.startup_timeout_s, "starting the callgrind worker")
         if "error" in ready:
             self.close()
             raise CountFailed(f"the callgrind worker could not start: {ready['error']}")
         self.worker_methods = ready["methods"]
-        self.startup_seconds = time.monotonic() - self._started
+        self.startup_seconds = time.monotonic() - started
 
     def measure(self, model: str, batch_size: int, method: str, quantity: str | None = None) -> InstructionCount:
         """Count ``method`` (or ``batched``) on the float32 CPU case ``model`` at ``batch_size``.
@@ -405,30 +363,20 @@ class InstructionCounter:
         Raises :class:`CountFailed` (one line, naming the case and the method) if the method fails
         there, the worker dies or the count takes longer than ``timeout_s``.
         """
-        from harness.checking.trials import HEAVY_METHODS
-
         label = _case_label(model, batch_size, method)
         request = self.request(model, batch_size, method, quantity)
         self.start()
-        counters = [self] if method in HEAVY_METHODS else [self, *self._siblings]
-        request["shares"] = 1 if method in HEAVY_METHODS else len(counters) * request["builds"]
-        try:
-            for counter in counters:
-                counter._send(request, label)
-            replies = [counter._receive(self.timeout_s, f"counting {label}") for counter in counters]
-        except CountFailed:
-            self.close()  # a worker left behind would answer this request to the next
-            raise
-        errors = [reply["error"] for reply in replies if "error" in reply]
-        if errors:
-            raise CountFailed(f"counting {label}: {errors[0]}")
+        self._send(request, label)
+        reply = self._receive(self.timeout_s, f"counting {label}")
+        if "error" in reply:
+            raise CountFailed(f"counting {label}: {reply['error']}")
         return InstructionCount(
-            tuple(tuple(build) for reply in replies for build in reply["builds"]),
+            tuple(tuple(build) for build in reply["builds"]),
             self.calls_per_round,
-            replies[0]["overhead"],
-            replies[0]["warmup_calls"],
-            max(reply["seconds"] for reply in replies),
-            replies[0]["phases"],
+            reply["overhead"],
+            reply["warmup_calls"],
+            reply["seconds"],
+            reply["phases"],
         )
 
     def request(self, model: str, batch_size: int, method: str, quantity: str | None = None) -> dict:
@@ -469,10 +417,7 @@ class InstructionCounter:
         return self.measure(model, batch_size, method, quantity).per_call
 
     def close(self) -> None:
-        """Stop the workers (and a count under way) and remove their files."""
-        for sibling in self._siblings:
-            sibling.close()
-        self._siblings = []
+        """Stop the worker (and a count under way) and remove its files."""
         if self._finalizer is not None:
             self._finalizer()
         self._finalizer = None
@@ -792,8 +737,8 @@ def _count(request: dict, instrumentation: _Instrumentation) -> dict:
             lambda call=call, overhead=overhead: (_counted(call, calls, workdir) - overhead) / calls,
             request["rounds"],
             calls,
-            most=max(request["rounds"], MAX_ROUNDS // request["shares"]),
-            budget=ROUND_BUDGET / request["shares"],
+            most=max(request["rounds"], MAX_ROUNDS // planned),
+            budget=ROUND_BUDGET / planned,
         )
         gc.enable()
         builds.append(rounds)

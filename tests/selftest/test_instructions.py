@@ -98,8 +98,6 @@ def test_bad_input_is_refused_before_a_worker_starts():
         InstructionCounter(rounds=0)
     with pytest.raises(ValueError, match="builds >= 1"):
         InstructionCounter(builds=0)
-    with pytest.raises(ValueError, match="workers >= 1"):
-        InstructionCounter(workers=0)
     with pytest.raises(TypeError, match="sequence of module names"):
         InstructionCounter(plugins="my_plugin")
     with pytest.raises(ValueError, match="switch must be one of"):
