@@ -414,7 +414,7 @@ def speed_transitions(columns: list[Combination], counts: dict[str, dict[str, di
     """Between consecutive torch releases with counts, per case, the methods whose instructions per
     call changed beyond the compare step's count threshold (its relative threshold and absolute
     floor): a row per release pair and case, more work and less work each by the size of the change."""
-    from harness.benchmarks.judge import COUNT_FLOORS, DEFAULT_COUNT_THRESHOLD
+    from harness.benchmarks.judge import COUNT_FLOORS, count_threshold
 
     counted = [c for c in columns if c.env in counts]
     rows = []
@@ -423,7 +423,7 @@ def speed_transitions(columns: list[Combination], counts: dict[str, dict[str, di
             changes = []
             for method, after in methods.items():
                 before = counts[old.env].get(case, {}).get(method)
-                if before and abs(after - before) > max(DEFAULT_COUNT_THRESHOLD * before, COUNT_FLOORS["instructions"]):
+                if before and abs(after - before) > max(count_threshold(method) * before, COUNT_FLOORS["instructions"]):
                     changes.append((after / before - 1, method))
             if changes:
                 more = ", ".join(f"{m} {c:+.1%}" for c, m in sorted(changes, reverse=True) if c > 0)
@@ -526,7 +526,7 @@ def render(combinations: list[Combination], out: Path, counts: dict[str, dict[st
 
 
 def _counts_section(columns: list[Combination], counts: dict[str, dict[str, dict[str, float]]], out: Path) -> list[str]:
-    from harness.benchmarks.judge import COUNT_FLOORS, DEFAULT_COUNT_THRESHOLD
+    from harness.benchmarks.judge import COMPILED_COUNT_THRESHOLD, COUNT_FLOORS, DEFAULT_COUNT_THRESHOLD
 
     lines = ["", "### Instructions per call across torch releases", ""]
     lines += [f"Counted by `history run --instructions` (callgrind) on the benchmark cases `{COUNTED_SELECTION}`."]
@@ -534,7 +534,8 @@ def _counts_section(columns: list[Combination], counts: dict[str, dict[str, dict
     rows = speed_transitions(columns, counts)
     lines += [
         "",
-        f"Speed transitions: a change beyond {DEFAULT_COUNT_THRESHOLD:.1%} and {COUNT_FLOORS['instructions']:,} instructions "
+        f"Speed transitions: a change beyond {DEFAULT_COUNT_THRESHOLD:.1%} (torch.compile'd calls: "
+        f"{COMPILED_COUNT_THRESHOLD:.0%}) and {COUNT_FLOORS['instructions']:,} instructions "
         f"(the compare step's count threshold) between consecutive counted releases, per case ({len(rows)}).",
         "",
     ]

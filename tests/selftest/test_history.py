@@ -20,6 +20,7 @@ from harness.tools.history import (
     load,
     load_all,
     main,
+    speed_transitions,
     transitions,
 )
 from harness.tools.report import Outcome
@@ -86,6 +87,15 @@ def test_a_transition_is_the_first_release_where_a_test_changed_class():
     assert (found.before, found.after, found.change, found.tests) == ("2.1.2", "2.2.2", "pass -> wrong", (test,))
     rows, clean = grid(columns)
     assert rows == [["test_matches_oracle", "vmap", "mlp", ".", ".", "W", "W"]] and clean == 0
+
+
+def test_a_speed_transition_uses_the_compare_steps_threshold_per_method():
+    """+0.8% is a transition for vmap (0.5%) and not for vmap-compiled (1%); 4,000 instructions is the floor."""
+    columns = [_combination("torch2_13", "2.13.0", {}), _combination("torch2_14", "2.14.0", {})]
+    before = {"vmap": 4_000_000, "vmap-compiled": 4_000_000, "loop": 600_000}
+    after = {"vmap": 4_032_000, "vmap-compiled": 4_032_000, "loop": 603_960}
+    counts = {"torch2_13": {"cpu-float32-mlp-B8": before}, "torch2_14": {"cpu-float32-mlp-B8": after}}
+    assert speed_transitions(columns, counts) == [["2.13.0 → 2.14.0", "cpu-float32-mlp-B8", "vmap +0.8%", ""]]
 
 
 def test_the_history_disagrees_where_a_row_and_a_cell_say_different_things():
