@@ -32,7 +32,9 @@ What else could make two runs' processes differ is held fixed: the worker runs w
 address-space randomization (:func:`_fixed_addresses`), its environment is a fixed list of
 variables (:func:`_worker_environment`: a plugin's own variables, a CI job's ids or a longer
 ``PYTHONPATH`` move the initial stack and what malloc does, and a 1M-instruction call by up to
-1%), its ``sys.path`` is the harness's folder, and its arguments have the same length.
+1%), its ``sys.path`` is the harness's folder, its arguments have the same length, and it draws
+no entropy from the operating system (:func:`_fixed_entropy`: scipy.stats builds docstrings from
+unseeded random samples at import, which moved Opacus' counts by up to 0.5% from run to run).
 
 The per-call figure is the median over the builds of each build's smallest round: CPython's
 adaptive interpreter re-specializes some instructions now and then and glibc's malloc consolidates
@@ -459,12 +461,14 @@ class InstructionCounter:
 
 #: The variables of this process's environment the worker gets (names, and name prefixes ending
 #: in ``_``): what finds programs and libraries, the locale, and what tells torch, its kernels and
-#: its compiler what to do. No other: a variable set for one run only (a plugin's, a CI job's)
-#: would start the worker from another state.
+#: its compiler what to do, and whether Python writes bytecode (a worker that writes the ``.pyc``
+#: its caller would not compiles the changed module itself in its first run only, and that run's
+#: heap differs from the next ones'). No other: a variable set for one run only (a plugin's, a CI
+#: job's) would start the worker from another state.
 WORKER_VARIABLES = (
     "PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CC", "CXX",
     "XDG_CACHE_HOME", "TORCH_", "TORCHINDUCTOR_", "PYTORCH_", "ATEN_", "ONEDNN_", "DNNL_", "MKL_", "OMP_", "KMP_",
-    "TRITON_", "VALGRIND_LIB",
+    "TRITON_", "VALGRIND_LIB", "PYTHONDONTWRITEBYTECODE",
 )
 
 
@@ -814,6 +818,28 @@ def _count_in_a_child(request: dict, instrumentation: _Instrumentation, reply: C
         reply({"error": f"its process died ({_ended(os.waitstatus_to_exitcode(status))})" + (f": {complaint}" if complaint else "")})
 
 
+#: The seed of the worker's stand-in for the operating system's entropy (:func:`_fixed_entropy`).
+ENTROPY_SEED = 0
+
+
+def _fixed_entropy() -> None:
+    """In the worker, before any import: ``os.urandom`` (and with it ``secrets``, ``uuid`` and
+    numpy's ``default_rng()`` without a seed) returns a fixed sequence, and ``random`` is seeded.
+
+    scipy.stats (1.17) builds its distributions' docstrings at import from unseeded random samples
+    (their ``repr``, "may vary"), and Opacus imports it: the strings' lengths, and so the heap every
+    later object lands in, differed from process to process. Natively, two starts held a few dozen
+    blocks apart after the pre-warm; under callgrind, Opacus' methods counted 0.2-0.5% apart on
+    every case between runs (docs/calibration.md, round 6). With a fixed entropy four starts built
+    the same heap, block for block.
+    """
+    import random
+
+    stand_in = random.Random(ENTROPY_SEED)
+    os.urandom = random._urandom = stand_in.randbytes
+    random.seed(ENTROPY_SEED)
+
+
 def _serve(requests: int, replies: int, workdir: Path, switch: str) -> None:
     """The worker's loop: import, pre-warm, switch the instrumentation on, pre-warm again, say
     ready, then count each request in a forked copy of itself until the request pipe closes."""
@@ -823,6 +849,7 @@ def _serve(requests: int, replies: int, workdir: Path, switch: str) -> None:
 
     try:
         instrumentation = _Instrumentation(switch, workdir)
+        _fixed_entropy()
         import torch
 
         from harness.methods import timed_methods

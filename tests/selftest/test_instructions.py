@@ -127,6 +127,24 @@ def test_only_a_count_of_a_plugins_method_carries_the_plugins_and_the_callers_se
     assert "PSG_SELFTEST_SETTING" not in environment and str(tmp_path) not in environment["PYTHONPATH"]
 
 
+def test_the_worker_draws_the_same_random_numbers_in_every_process():
+    """scipy.stats writes unseeded random samples into its docstrings at import (Opacus imports
+    it): with the worker's fixed entropy two processes build the same strings, so the same heap."""
+    import subprocess
+
+    pytest.importorskip("scipy.stats")
+    script = (
+        "import hashlib, os, sys\n"
+        "from harness.benchmarks.instructions import _fixed_entropy\n"
+        "_fixed_entropy()\n"
+        "import numpy, scipy.stats\n"
+        "docs = ''.join(str(getattr(scipy.stats, name).__doc__) for name in ('Normal', 'Uniform'))\n"
+        "print(os.urandom(8).hex(), numpy.random.default_rng().integers(1 << 30), hashlib.sha1(docs.encode()).hexdigest())\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].strip(), runs
+
+
 @pytest.mark.integration  # a callgrind worker: about 45 s, left out of the default run (.ci/run runs it)
 @pytest.mark.skipif(MISSING is not None, reason=f"cannot count instructions: {MISSING}")
 def test_counts_under_callgrind(plugin, method):
