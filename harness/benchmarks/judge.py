@@ -31,8 +31,8 @@ spread. The rounds of all baseline runs are pooled for the test. The same holds 
 being judged: ``--current`` takes several runs of the same code, whose median figure is judged.
 
 A run in which any benchmark recorded a 1-minute load average at or above the core count is not
-judged by time (the harness's benchmarks record both; the rule that refuses such a run as a
-baseline): a process descheduled for milliseconds at a time fakes a slowdown of any size, and the
+judged by time, nor judged against where it is a baseline given by hand (the harness's benchmarks
+record both; the rule that refuses such a run as a stored baseline): a process descheduled for milliseconds at a time fakes a slowdown of any size, and the
 1-minute average lags the load, so the benchmarks of a loaded run that read below the cores were
 not timed on a quiet machine either (two such runs gave a +18.4% ``REGRESSION`` of unchanged code,
 docs/calibration.md). Nor, for ratios, is a run whose batched step took more
@@ -108,15 +108,17 @@ MEMORY_FLOORS = {"peak_bytes": 0, "peak_alloc_bytes": 0, "allocated_bytes": 0}
 #: or without an unrelated plugin loaded, counted within 0.44% (vmap-compiled; every other method
 #: within 0.26%); one extra copy of vmap's output added +0.93% on smooth_cnn at B=16 and
 #: +1.4% to +2.8% elsewhere. On an AMD EPYC (round 5) unchanged code read up to 0.61% apart
-#: (opacus-hooks): 2 of 15 pairs there gave a false ``MORE WORK``, and the copy added +0.86% to
-#: +1.20% on smooth_cnn at B=16, so no threshold both passes those pairs and keeps a margin.
+#: (opacus-hooks), an offset per worker: scipy's random docstrings. With the worker's entropy fixed
+#: (round 6) every method but vmap-compiled counted within 0.32% in every pair of runs there, and
+#: the copy read +1.32% in every trial.
 DEFAULT_COUNT_THRESHOLD = 0.005
 #: The relative increase a torch.compile'd call's instructions are allowed (a method of
 #: :data:`~harness.checking.trials.HEAVY_METHODS`), whatever ``--count-threshold`` says below it:
 #: each count compiles the call anew in an empty cache, and that compile leaves the heap the call
 #: runs in differently in every process: vmap-compiled on smooth_cnn moved by up to 0.45% between
-#: fresh processes, and one build of the case is all a count can take (a second build's call
-#: reads 1.5% more; docs/calibration.md, round 5).
+#: fresh processes (0.52% between runs in round 6, every other method 0.32%), and one build of
+#: the case is all a count can take (a second build's call reads 1.5% more; docs/calibration.md,
+#: round 5).
 COMPILED_COUNT_THRESHOLD = 0.01
 #: The relative increase each counter allows beyond twice the baseline runs' spread: kernel
 #: launches are integers that the same code repeats exactly, so one more per call counts.
@@ -140,6 +142,7 @@ REGRESSIONS = ("REGRESSION", *MORE.values(), "HUNGRIER")
 UNJUDGED_BECAUSE = {
     "machine": "with no baseline run on this CPU",
     "load": "with a load at or above the core count recorded in every current run",
+    "baseline-load": "with a load at or above the core count recorded in every baseline run",
     "drift": "with the batched step beyond --max-drift of the baseline runs' in every current run",
 }
 #: Shown for a figure there is none of (a row not judged, no test on the rounds).
@@ -354,14 +357,21 @@ def judge_timings(
     """A row per key (default :func:`time_keys`); ``baselines`` are the runs comparable by time
     (the same machine), and a key none of them has is not judged.
 
-    Current runs taken under load (any of their benchmarks: :func:`loaded_at`) are left out of a row, and so are runs (current or baseline)
-    whose batched step ran more than ``max_drift`` times slower or faster than the baseline
+    Runs taken under load (any of their benchmarks: :func:`loaded_at`), current or baseline, are
+    left out of a row (a baseline file given by hand is not checked by the storage rule), and so
+    are runs (current or baseline) whose batched step ran more than ``max_drift`` times slower or faster than the baseline
     runs' median (ratios only); a row with no current run left is not judged."""
     rows = []
     for key in time_keys(baselines, currents, absolute) if keys is None else keys:
-        having = [run for run in baselines if key in run]
-        if not having:
+        with_key = [run for run in baselines if key in run]
+        if not with_key:
             rows.append(TimingVerdict(*key, None, None, None, "not judged: no baseline run on this CPU", None, "machine"))
+            continue
+        having = [run for run in with_key if loaded_at(run) is None]
+        if not having:
+            loaded = max((loaded_at(run) for run in with_key), key=lambda timing: timing.load)
+            why = f"baseline recorded at load {loaded.load:.1f} on {loaded.cpus} cores"
+            rows.append(TimingVerdict(*key, None, None, None, f"not judged: {why}", None, "baseline-load"))
             continue
         judged_baselines, quiet = having, [run for run in currents if loaded_at(run) is None]
         reference = None
@@ -724,6 +734,7 @@ def _summary(result: Comparison, baselines: int, currents: int, args: argparse.N
 REMEDIES = {
     "machine": "store a baseline of this CPU (compare auto --if-missing store)",
     "load": "rerun on a quiet machine",
+    "baseline-load": "judge against runs recorded on a quiet machine (a loaded run is never stored as a baseline)",
     "drift": "rerun on a quiet machine",
 }
 

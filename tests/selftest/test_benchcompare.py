@@ -165,6 +165,11 @@ def test_a_run_recorded_under_load_is_not_judged(tmp_path, capsys):
     )
     assert main([str(tmp_path / "base.json"), "--current", str(cur), str(quiet)]) == 1
     assert "REGRESSION" in line(capsys.readouterr().out, "vmap")
+    # the other way round, a baseline file given by hand: a quiet run is not judged against it
+    assert main([str(cur), str(quiet)]) == 3
+    out = capsys.readouterr().out
+    assert "not judged: baseline recorded at load 2.5 on 2 cores" in line(out, "vmap")
+    assert "2 with a load at or above the core count recorded in every baseline run" in out
 
 
 def test_a_method_that_allocates_more_is_hungrier_per_figure(tmp_path, capsys):
