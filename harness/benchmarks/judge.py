@@ -367,12 +367,8 @@ def judge_timings(
         if not with_key:
             rows.append(TimingVerdict(*key, None, None, None, "not judged: no baseline run on this CPU", None, "machine"))
             continue
-        having = [run for run in with_key if loaded_at(run) is None]
-        if not having:
-            loaded = max((loaded_at(run) for run in with_key), key=lambda timing: timing.load)
-            why = f"baseline recorded at load {loaded.load:.1f} on {loaded.cpus} cores"
-            rows.append(TimingVerdict(*key, None, None, None, f"not judged: {why}", None, "baseline-load"))
-            continue
+        quiet_baselines = [run for run in with_key if loaded_at(run) is None]
+        having = quiet_baselines or with_key  # the loaded ones only for the figure shown
         judged_baselines, quiet = having, [run for run in currents if loaded_at(run) is None]
         reference = None
         if not absolute:
@@ -385,6 +381,11 @@ def judge_timings(
         per_run = [_samples(run, key, absolute) for run in judged_baselines]
         b, spread = _median_and_spread([statistics.median(samples) for samples in per_run])
         allowed = max(threshold, NOISE_FACTOR * spread / b)
+        if not quiet_baselines:
+            loaded = max((loaded_at(run) for run in with_key), key=lambda timing: timing.load)
+            why = f"baseline recorded at load {loaded.load:.1f} on {loaded.cpus} cores"
+            rows.append(TimingVerdict(*key, b, None, None, f"not judged: {why}", allowed, "baseline-load"))
+            continue
         if not steady:
             if quiet:
                 worst = max((_drift(run, key, reference) for run in quiet), key=lambda d: max(d, 1 / d))
