@@ -13,9 +13,12 @@ from harness.core.environment import BrokenEnvironment, check_torch_pair
 
 @pytest.fixture(autouse=True)
 def _forget_faked_versions():
-    """The tests fake importlib.metadata, which releases.installed_version caches: forget what it saw."""
+    """The tests fake importlib.metadata, which releases.installed_version (and the import it
+    guards, releases._import) caches: forget what they saw, or a later test on this process finds
+    Opacus "not installed"."""
     yield
     releases.installed_version.cache_clear()
+    releases._import.cache_clear()
 
 
 def fake_versions(monkeypatch, torch: str, torchvision: str, pin: str) -> None:
