@@ -826,7 +826,7 @@ def _fixed_entropy() -> None:
     """In the worker, before any import: ``os.urandom`` (and with it ``secrets``, ``uuid`` and
     numpy's ``default_rng()`` without a seed) returns a fixed sequence, and ``random`` is seeded.
 
-    scipy.stats (1.17) builds its distributions' docstrings at import from unseeded random samples
+    scipy.stats (from 1.15.0) builds its distributions' docstrings at import from unseeded random samples
     (their ``repr``, "may vary"), and Opacus imports it: the strings' lengths, and so the heap every
     later object lands in, differed from process to process. Natively, two starts held a few dozen
     blocks apart after the pre-warm; under callgrind, Opacus' methods counted 0.2-0.5% apart on

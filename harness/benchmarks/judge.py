@@ -32,8 +32,8 @@ being judged: ``--current`` takes several runs of the same code, whose median fi
 
 A run in which any benchmark recorded a 1-minute load average at or above the core count is not
 judged by time, nor judged against where it is a baseline given by hand (the harness's benchmarks
-record both; the rule that refuses such a run as a stored baseline): a process descheduled for milliseconds at a time fakes a slowdown of any size, and the
-1-minute average lags the load, so the benchmarks of a loaded run that read below the cores were
+record both; the rule that refuses such a run as a stored baseline): a process descheduled for
+milliseconds at a time fakes a slowdown of any size, and the 1-minute average lags the load, so the benchmarks of a loaded run that read below the cores were
 not timed on a quiet machine either (two such runs gave a +18.4% ``REGRESSION`` of unchanged code,
 docs/calibration.md). Nor, for ratios, is a run whose batched step took more
 than ``--max-drift`` times as long (or as short) as the baseline runs' median: a shared machine
@@ -183,6 +183,11 @@ def loaded_at(run: TimedRun) -> Timing | None:
     count: then no time of the run is judged."""
     loaded = [timing for timing in run.values() if timing.loaded]
     return max(loaded, key=lambda timing: timing.load) if loaded else None
+
+
+def _most_loaded(runs: Sequence[TimedRun]) -> Timing:
+    """The benchmark recorded at the highest load among ``runs``, every one of them loaded."""
+    return max((loaded_at(run) for run in runs), key=lambda timing: timing.load)
 
 
 @dataclass(frozen=True)
@@ -359,8 +364,8 @@ def judge_timings(
 
     Runs taken under load (any of their benchmarks: :func:`loaded_at`), current or baseline, are
     left out of a row (a baseline file given by hand is not checked by the storage rule), and so
-    are runs (current or baseline) whose batched step ran more than ``max_drift`` times slower or faster than the baseline
-    runs' median (ratios only); a row with no current run left is not judged."""
+    are runs (current or baseline) whose batched step ran more than ``max_drift`` times slower or
+    faster than the baseline runs' median (ratios only); a row with no current run left is not judged."""
     rows = []
     for key in time_keys(baselines, currents, absolute) if keys is None else keys:
         with_key = [run for run in baselines if key in run]
@@ -382,7 +387,7 @@ def judge_timings(
         b, spread = _median_and_spread([statistics.median(samples) for samples in per_run])
         allowed = max(threshold, NOISE_FACTOR * spread / b)
         if not quiet_baselines:
-            loaded = max((loaded_at(run) for run in with_key), key=lambda timing: timing.load)
+            loaded = _most_loaded(with_key)
             why = f"baseline recorded at load {loaded.load:.1f} on {loaded.cpus} cores"
             rows.append(TimingVerdict(*key, b, None, None, f"not judged: {why}", allowed, "baseline-load"))
             continue
@@ -391,7 +396,7 @@ def judge_timings(
                 worst = max((_drift(run, key, reference) for run in quiet), key=lambda d: max(d, 1 / d))
                 why, cause = f"batched step {worst:.2g}x the baseline's", "drift"
             else:
-                loaded = max((loaded_at(run) for run in currents), key=lambda timing: timing.load)
+                loaded = _most_loaded(currents)
                 why, cause = f"load {loaded.load:.1f} on {loaded.cpus} cores", "load"
             rows.append(TimingVerdict(*key, b, None, None, f"not judged: {why}", allowed, cause))
             continue

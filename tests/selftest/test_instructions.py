@@ -132,9 +132,8 @@ def test_the_worker_draws_the_same_random_numbers_in_every_process():
     it): with the worker's fixed entropy two processes build the same strings, so the same heap."""
     import subprocess
 
-    pytest.importorskip("scipy.stats")
     script = (
-        "import hashlib, os, sys\n"
+        "import hashlib, os\n"
         "from harness.benchmarks.instructions import _fixed_entropy\n"
         "_fixed_entropy()\n"
         "import numpy, scipy.stats\n"
